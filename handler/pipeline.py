@@ -1,0 +1,324 @@
+"""One job, top to bottom: validate -> fetch inputs -> run workflow -> store outputs -> callback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+from pydantic import BaseModel
+
+from handler import __version__
+from handler.callback import deliver, resolve_key
+from handler.comfy.client import ComfyClient
+from handler.contract import ErrorDetails, JobMetrics, JobPayload, JobResult, OutputFile
+from handler.contract import parse_payload
+from handler.decode import decode_image, to_png_bytes
+from handler.errors import ErrorCode, JobError
+from handler.inputs import fetch_bytes
+from handler.models_lock import ModelsLock
+from handler.outputs import encode, sanitize
+from handler.params import validate_params
+from handler.settings import Settings
+from handler.storage import make_store
+from handler.timing import StageTimer
+from handler.workflows import Binding, build_prompt, output_node_ids
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], object]
+
+
+@dataclass
+class WorkerContext:
+    """Everything a job needs, built once at start-up."""
+
+    settings: Settings
+    comfy: ComfyClient
+    registry: dict[str, Binding]
+    http: httpx.AsyncClient
+    models: ModelsLock
+    comfyui_version: str | None = None
+    input_dir: Path | None = None
+    output_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    payload: JobPayload
+    params: BaseModel
+    binding: Binding
+    key: bytes
+    deadline: float
+
+
+async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = None) -> dict:
+    """Run one job and return the callback body (also the Runpod result). Never raises."""
+    report = progress or (lambda stage, pct: None)
+    timer = StageTimer()
+    job: _Job | None = None
+    outputs: list[OutputFile] = []
+    gpu_seconds = 0.0
+    try:
+        job = _prepare(ctx, raw)
+        report("download", 0)
+        with timer.stage("download"):
+            images, mask = await _fetch_inputs(ctx, job)
+        store = make_store(job.payload, ctx.settings, ctx.http)
+        for index, image in enumerate(images):
+            files, gpu = await _process_one(ctx, job, index, image, mask, timer, report)
+            gpu_seconds += gpu
+            with timer.stage("upload"):
+                for name, encoded in files:
+                    url = await store.put(name, encoded.data, encoded.content_type)
+                    outputs.append(_output_file(url, encoded))
+        result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer, gpu_seconds)
+    except JobError as exc:
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=exc)
+    except asyncio.CancelledError:
+        _uncancel()
+        error = JobError(ErrorCode.CANCELLED, "the job was cancelled")
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=error)
+    except Exception:
+        log.exception("unexpected worker error", extra={"job_id": _job_id(raw)})
+        error = JobError(ErrorCode.INTERNAL_ERROR, "unexpected worker error")
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=error)
+    finally:
+        if job is not None:
+            _cleanup(ctx, job.payload.job_id)
+    report("callback", 100)
+    await _send_callback(ctx, job, raw, result, timer)
+    body = result.model_dump(mode="json")
+    log.info(
+        "job finished",
+        extra={
+            "job_id": result.job_id,
+            "status": result.status,
+            "error_code": result.error_code,
+            "timings": timer.stages,
+            "gpu_seconds": result.metrics.gpu_seconds,
+            "comfyui_version": result.metrics.comfyui_version,
+            "worker_version": result.metrics.worker_version,
+        },
+    )
+    return body
+
+
+def _prepare(ctx: WorkerContext, raw: object) -> _Job:
+    settings = ctx.settings
+    payload = parse_payload(raw, max_inputs=settings.max_inputs, max_timeout_s=settings.max_timeout_s)
+    # The key is checked before any work: an unsigned callback is never sent.
+    key = resolve_key(payload.auth.callback_hmac if payload.auth else None, settings)
+    params = validate_params(payload.type, payload.params)
+    binding = ctx.registry.get(payload.type)
+    if binding is None:
+        raise JobError(
+            ErrorCode.INVALID_PAYLOAD,
+            f"type: {payload.type} is not enabled on this worker",
+            {"field": "type"},
+        )
+    return _Job(payload, params, binding, key, time.monotonic() + payload.timeout_s)
+
+
+async def _fetch_image(ctx: WorkerContext, url: str) -> Image.Image:
+    data = await fetch_bytes(url, ctx.settings, http=ctx.http)
+    decoded = await asyncio.to_thread(
+        decode_image, data, max_pixels=ctx.settings.max_input_pixels
+    )
+    return decoded.image
+
+
+async def _fetch_inputs(ctx: WorkerContext, job: _Job) -> tuple[list[Image.Image], Image.Image | None]:
+    urls = [item.url for item in job.payload.inputs]
+    mask_url = getattr(job.params, "mask_url", None)
+    if mask_url:
+        urls.append(mask_url)
+    try:
+        async with asyncio.timeout(_remaining(job)):
+            images = await asyncio.gather(*(_fetch_image(ctx, url) for url in urls))
+    except TimeoutError:
+        raise JobError(
+            ErrorCode.TIMEOUT, f"downloading inputs ran past timeout_s={job.payload.timeout_s}"
+        ) from None
+    if mask_url:
+        return list(images[:-1]), images[-1]
+    return list(images), None
+
+
+async def _process_one(
+    ctx: WorkerContext,
+    job: _Job,
+    index: int,
+    image: Image.Image,
+    mask: Image.Image | None,
+    timer: StageTimer,
+    report: Progress,
+) -> tuple[list[tuple[str, Any]], float]:
+    job_id = job.payload.job_id
+    subfolder = f"simplypng/{job_id}"
+    count = len(job.payload.inputs)
+    with timer.stage("queue"):
+        png = await asyncio.to_thread(to_png_bytes, image)
+        image_name = await ctx.comfy.upload_image(png, f"in_{index:02d}.png", subfolder)
+        mask_name = None
+        if mask is not None:
+            mask_png = await asyncio.to_thread(to_png_bytes, mask)
+            mask_name = await ctx.comfy.upload_image(mask_png, f"mask_{index:02d}.png", subfolder)
+    prompt = build_prompt(
+        job.binding,
+        job.params,
+        image_name=image_name,
+        mask_name=mask_name,
+        output_prefix=f"{subfolder}/out_{index:02d}",
+    )
+
+    def on_progress(event: Any) -> None:
+        fraction = float(getattr(event, "fraction", 0.0) or 0.0)
+        report("execute", 100.0 * (index + fraction) / count)
+
+    result = await ctx.comfy.run_prompt(prompt, timeout_s=_remaining(job), on_progress=on_progress)
+    timer.add("queue", result.timings.get("queue_s", 0.0))
+    execute_s = result.timings.get("execute_s", 0.0)
+    timer.add("execute", execute_s)
+    refs = [ref for node in output_node_ids(job.binding, prompt) for ref in result.outputs.get(node, [])]
+    if not refs:
+        raise JobError(ErrorCode.NODE_ERROR, "the workflow produced no output image")
+    files: list[tuple[str, Any]] = []
+    fmt = getattr(job.params, "output_format", "png")
+    for k, ref in enumerate(refs):
+        data = await ctx.comfy.download_output(ref)
+        with timer.stage("encode"):
+            encoded = await asyncio.to_thread(_sanitize_encode, data, fmt, ctx.settings.png_encoder)
+        suffix = "" if len(refs) == 1 else f"_{k:02d}"
+        files.append((f"out_{index:02d}{suffix}.{encoded.format.replace('jpeg', 'jpg')}", encoded))
+    return files, execute_s
+
+
+def _sanitize_encode(data: bytes, fmt: str, png_encoder: str) -> Any:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        clean = sanitize(img)
+    return encode(clean, fmt, png_encoder=png_encoder)  # type: ignore[arg-type]
+
+
+def _output_file(url: str, encoded: Any) -> OutputFile:
+    return OutputFile(
+        url=url,
+        width=encoded.width,
+        height=encoded.height,
+        bytes=len(encoded.data),
+        sha256=encoded.sha256,
+        format=encoded.format,
+    )
+
+
+def _remaining(job: _Job) -> float:
+    remaining = job.deadline - time.monotonic()
+    if remaining <= 0:
+        raise JobError(ErrorCode.TIMEOUT, f"the job ran past timeout_s={job.payload.timeout_s}")
+    return remaining
+
+
+def _job_id(raw: object) -> str | None:
+    value = raw.get("job_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _result(
+    ctx: WorkerContext,
+    job: _Job | None,
+    raw: object,
+    status: str,
+    outputs: list[OutputFile],
+    timer: StageTimer,
+    gpu_seconds: float,
+    error: JobError | None = None,
+) -> JobResult:
+    models: list[dict[str, Any]] = []
+    if job is not None:
+        models = ctx.models.models_for(job.binding.models_for(job.params))
+    details = None
+    if error is not None and error.details:
+        allowed = ErrorDetails.model_fields
+        details = ErrorDetails(**{k: v for k, v in error.details.items() if k in allowed})
+    return JobResult(
+        job_id=job.payload.job_id if job else _job_id(raw),
+        status=status,  # type: ignore[arg-type]
+        outputs=outputs,
+        error=error.message if error else None,
+        error_code=error.code if error else None,
+        error_details=details,
+        metrics=JobMetrics(
+            timings=dict(timer.stages),
+            gpu_seconds=round(gpu_seconds, 4),
+            comfyui_version=ctx.comfyui_version,
+            worker_version=__version__,
+            models=models,
+        ),
+    )
+
+
+async def _send_callback(
+    ctx: WorkerContext, job: _Job | None, raw: object, result: JobResult, timer: StageTimer
+) -> None:
+    url, key = _callback_target(ctx, job, raw)
+    if url is None or key is None:
+        return
+    started = time.perf_counter()
+    # The signed body must be the exact bytes sent; timings of the callback itself can't be in it.
+    body = result.model_dump_json().encode()
+    message_id = f"msg_{result.job_id or uuid.uuid4()}"
+    report = await asyncio.shield(
+        deliver(url, body, key, message_id=message_id, settings=ctx.settings, http=ctx.http)
+    )
+    timer.add("callback", time.perf_counter() - started)
+    if not report.delivered:
+        log.warning(
+            "callback not delivered; the result is still returned to Runpod",
+            extra={"job_id": result.job_id, "attempts": report.attempts, "status": report.status_code},
+        )
+
+
+def _callback_target(
+    ctx: WorkerContext, job: _Job | None, raw: object
+) -> tuple[str | None, bytes | None]:
+    if job is not None:
+        return job.payload.webhook_url, job.key
+    # Invalid payloads still get a callback when the target and a key can be trusted enough.
+    if not isinstance(raw, dict) or not isinstance(raw.get("webhook_url"), str):
+        return None, None
+    if _job_id(raw) is None:
+        return None, None
+    auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else {}
+    hmac_value = auth.get("callback_hmac") if isinstance(auth, dict) else None
+    try:
+        key = resolve_key(hmac_value if isinstance(hmac_value, str) else None, ctx.settings)
+    except JobError:
+        return None, None
+    return raw["webhook_url"], key
+
+
+def _cleanup(ctx: WorkerContext, job_id: str) -> None:
+    """Remove the job's files from ComfyUI's input and output folders."""
+    for base in (ctx.input_dir, ctx.output_dir):
+        if base is None:
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(base / "simplypng" / job_id)

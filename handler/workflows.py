@@ -1,0 +1,221 @@
+"""Workflow registry: ComfyUI API-format graphs plus declarative parameter bindings.
+
+Each type has `workflows/<type>.binding.json` naming its graph (or graph variants chosen by a
+param) and mapping every validated param to a node input. Nodes are found by `_meta.title`, so
+the graphs stay editable in ComfyUI without touching code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from handler.params import PARAM_SPECS
+
+Graph = dict[str, dict[str, Any]]
+
+
+class WorkflowConfigError(Exception):
+    """A workflow or binding file is unusable; the message names the node and input."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    node: str
+    input: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Binding:
+    type: str
+    graphs: dict[str, Graph]
+    default_graph: str
+    variant_param: str | None
+    variant_map: dict[str, str]
+    image_input: Slot
+    mask_input: Slot | None
+    outputs: tuple[str, ...]
+    params: dict[str, Slot | None]
+    models: tuple[str, ...]
+    model_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def graph_name_for(self, params: BaseModel) -> str:
+        if self.variant_param is None:
+            return self.default_graph
+        value = str(getattr(params, self.variant_param))
+        return self.variant_map.get(value, self.default_graph)
+
+    def models_for(self, params: BaseModel) -> tuple[str, ...]:
+        if self.variant_param is not None:
+            value = str(getattr(params, self.variant_param))
+            if value in self.model_variants:
+                return self.model_variants[value]
+        return self.models
+
+
+def _slot(raw: Any, where: str) -> Slot | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or "node" not in raw or "input" not in raw:
+        raise WorkflowConfigError(f"{where}: expected {{node, input}}, got {raw!r}")
+    return Slot(str(raw["node"]), str(raw["input"]), bool(raw.get("optional", False)))
+
+
+def load_binding(path: Path) -> Binding:
+    raw = json.loads(path.read_text())
+    job_type = raw["type"]
+    folder = path.parent
+    variants = raw.get("variants") or None
+    graph_files: dict[str, str] = {}
+    variant_map: dict[str, str] = {}
+    if variants:
+        variant_map = dict(variants["workflows"])
+        graph_files = {name: name for name in variant_map.values()}
+    default_graph = raw.get("workflow") or next(iter(variant_map.values()))
+    graph_files[default_graph] = default_graph
+    graphs = {name: json.loads((folder / name).read_text()) for name in graph_files}
+    image_input = _slot(raw["image_input"], f"{path.name}: image_input")
+    assert image_input is not None
+    params = {name: _slot(slot, f"{path.name}: params.{name}") for name, slot in raw["params"].items()}
+    model_variants = {k: tuple(v) for k, v in (raw.get("model_variants") or {}).items()}
+    return Binding(
+        type=job_type,
+        graphs=graphs,
+        default_graph=default_graph,
+        variant_param=variants["param"] if variants else None,
+        variant_map=variant_map,
+        image_input=image_input,
+        mask_input=_slot(raw.get("mask_input"), f"{path.name}: mask_input"),
+        outputs=tuple(raw["outputs"]),
+        params=params,
+        models=tuple(raw.get("models", [])),
+        model_variants=model_variants,
+    )
+
+
+def load_registry(workflows_dir: Path, types: Iterable[str]) -> dict[str, Binding]:
+    registry: dict[str, Binding] = {}
+    for job_type in types:
+        path = workflows_dir / f"{job_type}.binding.json"
+        if not path.exists():
+            raise WorkflowConfigError(f"{job_type}: missing binding file {path}")
+        binding = load_binding(path)
+        if binding.type != job_type:
+            raise WorkflowConfigError(f"{path.name}: declares type {binding.type!r}")
+        problems = check_binding(binding)
+        if problems:
+            raise WorkflowConfigError("; ".join(problems))
+        registry[job_type] = binding
+    return registry
+
+
+def node_by_title(graph: Graph, title: str) -> str | None:
+    for node_id, node in graph.items():
+        if node.get("_meta", {}).get("title") == title:
+            return node_id
+    return None
+
+
+def check_binding(binding: Binding) -> list[str]:
+    """Static checks: every spec param is bound and every bound title exists."""
+    problems: list[str] = []
+    spec_fields: set[str] = set()
+    for model in PARAM_SPECS[binding.type].values():
+        spec_fields |= set(model.model_fields) - {"v"}
+    for name in sorted(spec_fields - set(binding.params)):
+        problems.append(f"{binding.type}: param {name!r} has no binding")
+    for name in sorted(set(binding.params) - spec_fields):
+        problems.append(f"{binding.type}: binding names unknown param {name!r}")
+    for graph_name, graph in binding.graphs.items():
+        slots: list[tuple[str, Slot]] = [("image_input", binding.image_input)]
+        if binding.mask_input is not None:
+            slots.append(("mask_input", binding.mask_input))
+        slots += [(f"params.{k}", s) for k, s in binding.params.items() if s is not None]
+        for label, slot in slots:
+            node_id = node_by_title(graph, slot.node)
+            if node_id is None:
+                if not slot.optional:
+                    problems.append(f"{graph_name}: {label} names missing node {slot.node!r}")
+                continue
+            if slot.input not in graph[node_id].get("inputs", {}):
+                problems.append(f"{graph_name}: node {slot.node!r} has no input {slot.input!r}")
+        for title in binding.outputs:
+            if node_by_title(graph, title) is None:
+                problems.append(f"{graph_name}: output node {title!r} is missing")
+    return problems
+
+
+# --- building a prompt -------------------------------------------------------------------
+
+
+def _as_input_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value, separators=(",", ":"), default=_jsonable)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    raise TypeError(f"not serialisable: {type(value).__name__}")
+
+
+def _prune(graph: Graph, node_id: str) -> None:
+    """Remove a node and every link into it (consumers' inputs must be optional)."""
+    del graph[node_id]
+    for node in graph.values():
+        inputs = node.get("inputs", {})
+        for name, value in list(inputs.items()):
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == node_id:
+                del inputs[name]
+
+
+def build_prompt(
+    binding: Binding,
+    params: BaseModel,
+    *,
+    image_name: str,
+    mask_name: str | None,
+    output_prefix: str,
+) -> Graph:
+    """Fill a copy of the type's graph with this job's inputs and params."""
+    graph = copy.deepcopy(binding.graphs[binding.graph_name_for(params)])
+
+    def set_input(slot: Slot, value: Any) -> None:
+        node_id = node_by_title(graph, slot.node)
+        if node_id is None:
+            if slot.optional:
+                return
+            raise WorkflowConfigError(f"{binding.type}: node {slot.node!r} missing")
+        graph[node_id]["inputs"][slot.input] = value
+
+    set_input(binding.image_input, image_name)
+    if binding.mask_input is not None:
+        if mask_name is not None:
+            set_input(binding.mask_input, mask_name)
+        else:
+            mask_node = node_by_title(graph, binding.mask_input.node)
+            if mask_node is not None:
+                _prune(graph, mask_node)
+    for name, slot in binding.params.items():
+        if slot is not None:
+            set_input(slot, _as_input_value(getattr(params, name)))
+    for title in binding.outputs:
+        node_id = node_by_title(graph, title)
+        assert node_id is not None  # checked at load
+        graph[node_id]["inputs"]["filename_prefix"] = output_prefix
+    return graph
+
+
+def output_node_ids(binding: Binding, graph: Graph) -> list[str]:
+    ids = [node_by_title(graph, title) for title in binding.outputs]
+    return [i for i in ids if i is not None]

@@ -1,0 +1,115 @@
+import base64
+import hashlib
+import hmac
+import os
+
+import httpx
+import pytest
+
+from handler.callback import deliver, resolve_key, sign_headers, verify_standard
+from handler.errors import ErrorCode, JobError
+from handler.settings import Settings
+
+KEY = os.urandom(32)
+
+
+def test_per_job_key_used_when_long_enough() -> None:
+    settings = Settings(callback_secret="fallback")
+    assert resolve_key(base64.b64encode(KEY).decode(), settings) == KEY
+
+
+def test_short_key_falls_back_to_secret() -> None:
+    settings = Settings(callback_secret="fallback-secret")
+    assert resolve_key(base64.b64encode(b"short").decode(), settings) == b"fallback-secret"
+    assert resolve_key("%%%not base64", settings) == b"fallback-secret"
+
+
+def test_whsec_secret_is_base64_decoded() -> None:
+    settings = Settings(callback_secret="whsec_" + base64.b64encode(KEY).decode())
+    assert resolve_key(None, settings) == KEY
+
+
+def test_no_key_at_all_fails_the_job() -> None:
+    with pytest.raises(JobError) as info:
+        resolve_key(base64.b64encode(b"short").decode(), Settings())
+    assert info.value.code is ErrorCode.CALLBACK_KEY_MISSING
+
+
+def test_signatures_match_the_two_schemes() -> None:
+    body = b'{"job_id":"x","status":"SUCCEEDED"}'
+    headers = sign_headers(body, KEY, message_id="msg_1", timestamp=1_700_000_000)
+    expected_x = base64.b64encode(hmac.new(KEY, body, hashlib.sha256).digest()).decode()
+    assert headers["x-signature"] == expected_x
+    signed = b"msg_1.1700000000." + body
+    expected_v1 = base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected_v1}"
+    assert verify_standard(body, headers, [os.urandom(32), KEY], now=1_700_000_100)
+
+
+def test_standard_verify_rejects_tampering_and_old_timestamps() -> None:
+    body = b'{"a":1}'
+    headers = sign_headers(body, KEY, message_id="m", timestamp=1_000)
+    assert not verify_standard(body + b" ", headers, [KEY], now=1_000)
+    assert not verify_standard(body, headers, [KEY], now=1_000 + 301)
+    assert not verify_standard(body, headers, [os.urandom(32)], now=1_000)
+    assert not verify_standard(body, {}, [KEY], now=1_000)
+
+
+class Recorder:
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status = self.statuses[min(len(self.requests) - 1, len(self.statuses) - 1)]
+        return httpx.Response(status)
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("statuses", "delivered", "attempts"),
+    [
+        ([200], True, 1),
+        ([503, 502, 204], True, 3),
+        ([429, 200], True, 2),
+        ([408, 200], True, 2),
+        ([400], False, 1),
+        ([401], False, 1),
+        ([500], False, 4),
+    ],
+)
+async def test_delivery_retries_only_transient_failures(statuses, delivered, attempts) -> None:
+    recorder = Recorder(statuses)
+    settings = Settings(callback_max_attempts=4, callback_backoff_s=0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        report = await deliver(
+            "https://cb.example/hook", b"{}", KEY, message_id="msg_x",
+            settings=settings, http=http, sleep=_no_sleep,
+        )
+    assert report.delivered is delivered
+    assert report.attempts == attempts == len(recorder.requests)
+    ids = {r.headers["webhook-id"] for r in recorder.requests}
+    assert ids == {"msg_x"}, "webhook-id must be stable across retries"
+    for request in recorder.requests:
+        assert verify_standard(request.content, dict(request.headers), [KEY],
+                               now=int(request.headers["webhook-timestamp"]))
+
+
+async def test_delivery_retries_connection_errors() -> None:
+    calls = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200)
+
+    settings = Settings(callback_max_attempts=5, callback_backoff_s=0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(flaky)) as http:
+        report = await deliver("https://cb.example/h", b"{}", KEY, message_id="m",
+                               settings=settings, http=http, sleep=_no_sleep)
+    assert report.delivered and report.attempts == 3
