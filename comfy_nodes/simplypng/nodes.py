@@ -1,0 +1,545 @@
+"""SimplyPNG ComfyUI nodes: thin wrappers over the numpy operations in `ops`.
+
+ComfyUI passes IMAGE as float tensors BxHxWxC in 0..1 (C=4 carries straight alpha) and MASK as
+BxHxW. Each node converts to numpy, loops over the batch (a batch of one image or mask is
+broadcast against the other input's batch) and converts back. Mask conventions: a subject mask
+is the subject's coverage (1 = subject); a removal mask is 1 where pixels are repainted; an input
+named `transparency` is ComfyUI's LoadImage MASK output, 1 - alpha (1 = transparent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .ops.alpha import fill_transparent, snap_alpha
+from .ops.colour_key import colour_key
+from .ops.cutout import cutout
+from .ops.ecomm import white_background
+from .ops.inpaint import DEFAULT_CONTEXT, remove_objects
+from .ops.matting import guide_params, refine_matte
+from .ops.regions import dilate as dilate_mask
+from .ops.regions import mask_from_image, parse_regions, rasterize_regions
+from .ops.resize import needs_model, resize, resize_long_edge
+from .ops.shadow import add_shadow
+
+logger = logging.getLogger(__name__)
+
+CATEGORY = "SimplyPNG"
+InputTypes = dict[str, dict[str, tuple[Any, ...]]]
+
+
+# Model access. Imported on first use so that loading the pack (ComfyUI start-up, /object_info)
+# never touches model code or weights. Node tests replace these two functions with stubs.
+def _get_segmenter() -> Any:
+    from .models.registry import get_segmenter
+
+    return get_segmenter()
+
+
+def _get_inpainter() -> Any:
+    from .models.registry import get_inpainter
+
+    return get_inpainter()
+
+
+# --- tensor <-> numpy -----------------------------------------------------------------------
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def _to_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32))
+
+
+def _batch_size(*batches: np.ndarray | None) -> int:
+    """Common batch size; a batch of one is broadcast, any other mismatch is an error."""
+    sizes = {len(b) for b in batches if b is not None}
+    size = max(sizes)
+    if sizes - {1, size}:
+        raise ValueError(f"SimplyPNG: batch sizes {sorted(sizes)} cannot be broadcast together")
+    return size
+
+
+def _item(batch: np.ndarray, index: int) -> np.ndarray:
+    return batch[index if len(batch) > 1 else 0]
+
+
+def _fit(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A mask plane at the image's size (LoadImage gives a 64x64 placeholder, for instance)."""
+    if plane.shape == (height, width):
+        return plane
+    return np.clip(resize(plane, (width, height), "bilinear"), 0.0, 1.0)
+
+
+def _split_alpha(
+    image: np.ndarray, transparency: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB and alpha of one image; alpha is None when the image is fully opaque."""
+    height, width = image.shape[:2]
+    if image.shape[2] == 4:
+        alpha = image[..., 3]
+    elif transparency is not None:
+        alpha = 1.0 - _fit(transparency, height, width)
+    else:
+        return image[..., :3], None
+    return image[..., :3], (None if bool((alpha >= 1.0).all()) else alpha)
+
+
+def _rgba(image: np.ndarray) -> np.ndarray:
+    """RGBA view of an image; RGB counts as opaque."""
+    if image.shape[2] == 4:
+        return image
+    return np.concatenate([image[..., :3], np.ones((*image.shape[:2], 1), np.float32)], -1)
+
+
+def _map(fn: Callable[..., np.ndarray], *batches: np.ndarray | None) -> list[np.ndarray]:
+    """Apply fn to every item of the broadcast batches (None inputs are passed as None)."""
+    size = _batch_size(*batches)
+    return [fn(*(None if b is None else _item(b, i) for b in batches)) for i in range(size)]
+
+
+# --- nodes ----------------------------------------------------------------------------------
+
+
+class SimplyPNGSegment:
+    """Subject mask from the segmenter (BiRefNet), at the image's own size."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {"required": {"image": ("IMAGE",)}}
+
+    def run(self, image: torch.Tensor) -> tuple[torch.Tensor]:
+        images = np.ascontiguousarray(_to_numpy(image)[..., :3])
+        masks = np.asarray(_get_segmenter().predict(images), dtype=np.float32)
+        if masks.shape != images.shape[:3]:
+            raise RuntimeError(
+                f"segmenter returned masks of shape {masks.shape}, expected {images.shape[:3]}"
+            )
+        return (torch.from_numpy(np.clip(masks, 0.0, 1.0)),)
+
+
+class SimplyPNGMatte:
+    """Straight-alpha RGBA cutout: the mask refined onto the image's edges, colours cleaned."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "mask": ("MASK", {"tooltip": "Subject coverage, 1 = subject."}),
+                "halo": (
+                    "INT",
+                    {
+                        "default": 2,
+                        "min": 0,
+                        "max": 10,
+                        "tooltip": "Edge band in px whose colours are decontaminated; 0 = off.",
+                    },
+                ),
+                "edge_refine": (
+                    "BOOLEAN",
+                    {"default": True, "tooltip": "Snap the mask to the image's edges."},
+                ),
+            }
+        }
+
+    def run(
+        self, image: torch.Tensor, mask: torch.Tensor, halo: int, edge_refine: bool
+    ) -> tuple[torch.Tensor]:
+        def one(img: np.ndarray, plane: np.ndarray) -> np.ndarray:
+            height, width = img.shape[:2]
+            radius, subsample = guide_params(height, width) if edge_refine else (0, 1)
+            return refine_matte(img, _fit(plane, height, width), halo, radius, subsample)
+
+        return (_to_tensor(_map(one, _to_numpy(image), _to_numpy(mask))),)
+
+
+class SimplyPNGShadow:
+    """Shadow (soft contact, hard or drop) composited under an RGBA subject."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "mode": (["none", "soft", "hard", "drop"], {"default": "none"}),
+                "offset_x": ("INT", {"default": 12, "min": -500, "max": 500}),
+                "offset_y": ("INT", {"default": 18, "min": -500, "max": 500}),
+                "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "blur": ("FLOAT", {"default": 12.0, "min": 0.0, "max": 200.0, "step": 0.5}),
+            }
+        }
+
+    def run(
+        self,
+        image: torch.Tensor,
+        mode: str,
+        offset_x: int,
+        offset_y: int,
+        opacity: float,
+        blur: float,
+    ) -> tuple[torch.Tensor]:
+        if mode == "none":
+            return (image,)
+
+        def one(img: np.ndarray) -> np.ndarray:
+            return add_shadow(_rgba(img), mode, offset_x, offset_y, opacity, blur)  # type: ignore[arg-type]
+
+        return (_to_tensor(_map(one, _to_numpy(image))),)
+
+
+class SimplyPNGCutout:
+    """Subject cropped tight to its alpha box, with padding, square and minimum-size canvas.
+
+    Crops differ in size per image, so the output is a list of single images.
+    """
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_IS_LIST = (True,)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "RGBA cutout (from SimplyPNG Refine Matte)."}),
+                "padding": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 1000.0, "step": 0.5}),
+                "padding_unit": (["px", "percent"], {"default": "percent"}),
+                "square": ("BOOLEAN", {"default": False}),
+                "min_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
+                "min_region": ("INT", {"default": 64, "min": 0, "max": 1_000_000}),
+            }
+        }
+
+    def run(
+        self,
+        image: torch.Tensor,
+        padding: float,
+        padding_unit: str,
+        square: bool,
+        min_size: int,
+        min_region: int,
+    ) -> tuple[list[torch.Tensor]]:
+        crops = [
+            cutout(_rgba(img), padding, padding_unit, square, min_size, min_region)  # type: ignore[arg-type]
+            for img in _to_numpy(image)
+        ]
+        return ([_to_tensor([crop]) for crop in crops],)
+
+
+class SimplyPNGWhiteBackground:
+    """Subject scaled to `fill` of a pure white canvas, centred, optional contact shadow (RGB)."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "RGBA cutout (from SimplyPNG Refine Matte)."}),
+                "fill": ("FLOAT", {"default": 0.85, "min": 0.3, "max": 1.0, "step": 0.01}),
+                "canvas_width": ("INT", {"default": 2000, "min": 256, "max": 8192}),
+                "canvas_height": ("INT", {"default": 2000, "min": 256, "max": 8192}),
+                "shadow": ("BOOLEAN", {"default": False}),
+            }
+        }
+
+    def run(
+        self,
+        image: torch.Tensor,
+        fill: float,
+        canvas_width: int,
+        canvas_height: int,
+        shadow: bool,
+    ) -> tuple[torch.Tensor]:
+        def one(img: np.ndarray) -> np.ndarray:
+            return white_background(_rgba(img), fill, canvas_width, canvas_height, shadow)
+
+        return (_to_tensor(_map(one, _to_numpy(image))),)
+
+
+class SimplyPNGRemovalMask:
+    """Removal mask (1 = repaint) from JSON regions and/or a mask image, grown by `dilate` px."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The image the mask is for (gives its size)."}),
+                "regions": (
+                    "STRING",
+                    {
+                        "default": "[]",
+                        "multiline": True,
+                        "tooltip": 'JSON list: {"kind":"rect","x","y","w","h"} or '
+                        '{"kind":"polygon","points":[[x,y],...]}.',
+                    },
+                ),
+                "units": (["px", "normalized"], {"default": "px"}),
+                "dilate": ("INT", {"default": 8, "min": 0, "max": 128}),
+            },
+            "optional": {
+                "mask_image": ("IMAGE", {"tooltip": "White = remove; resized to the image."}),
+            },
+        }
+
+    def run(
+        self,
+        image: torch.Tensor,
+        regions: str,
+        units: str,
+        dilate: int,
+        mask_image: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor]:
+        height, width = image.shape[1], image.shape[2]
+        drawn = rasterize_regions(parse_regions(regions), units, width, height)  # type: ignore[arg-type]
+        masks = [drawn]
+        if mask_image is not None:
+            masks = [drawn | mask_from_image(m, width, height) for m in _to_numpy(mask_image)]
+        grown = [dilate_mask(m, dilate) for m in masks]
+        return (_to_tensor([m.astype(np.float32) for m in grown]),)
+
+
+class SimplyPNGInpaint:
+    """Repaint the masked pixels with the inpainting model (LaMa) on crops around them.
+
+    Pixels outside the mask keep their exact input values.
+    """
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "mask": ("MASK", {"tooltip": "1 = repaint."}),
+                "resolution": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 64,
+                        "max": 2048,
+                        "step": 8,
+                        "tooltip": "Largest crop side the model sees; larger crops are shrunk.",
+                    },
+                ),
+                "context": (
+                    "FLOAT",
+                    {
+                        "default": DEFAULT_CONTEXT,
+                        "min": 0.0,
+                        "max": 4.0,
+                        "step": 0.05,
+                        "tooltip": "Context around each masked part, times its size.",
+                    },
+                ),
+            }
+        }
+
+    def run(
+        self, image: torch.Tensor, mask: torch.Tensor, resolution: int, context: float
+    ) -> tuple[torch.Tensor]:
+        images, masks = _to_numpy(image), _to_numpy(mask) >= 0.5
+        if not masks.any():
+            return (image,)
+        inpainter = _get_inpainter()
+
+        def one(img: np.ndarray, plane: np.ndarray) -> np.ndarray:
+            plane = _fit(plane.astype(np.float32), *img.shape[:2]) >= 0.5
+            return remove_objects(img, plane, inpainter.inpaint, resolution, context)
+
+        return (_to_tensor(_map(one, images, masks)),)
+
+
+class SimplyPNGFillTransparent:
+    """RGB with hidden colours (under alpha 0) replaced by the nearest visible colour.
+
+    Put before an upscaling model so the hidden background does not bleed into edges.
+    """
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {"image": ("IMAGE",)},
+            "optional": {"transparency": ("MASK", {"tooltip": "LoadImage's MASK (1 - alpha)."})},
+        }
+
+    def run(
+        self, image: torch.Tensor, transparency: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor]:
+        def one(img: np.ndarray, holes: np.ndarray | None) -> np.ndarray:
+            rgb, alpha = _split_alpha(img, holes)
+            return rgb.copy() if alpha is None else fill_transparent(rgb, alpha)
+
+        holes = None if transparency is None else _to_numpy(transparency)
+        return (_to_tensor(_map(one, _to_numpy(image), holes)),)
+
+
+class SimplyPNGUpscaleToLongEdge:
+    """Exact resize to `target` px on the long edge, alpha kept (RGBA out when there is alpha).
+
+    `upscaled` is a LAZY input wired to the core ImageUpscaleWithModel branch: ComfyUI asks
+    `check_lazy_status` before running that branch, and we request it only when the image is
+    smaller than the target. An input already at or above the target never loads or runs the
+    model; it is only Lanczos-resized. Alpha never goes through the model (which takes RGB):
+    it comes from `transparency` (LoadImage's MASK) or the image's 4th channel, is resized on its
+    own to the same exact size, and is joined back.
+    """
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The original image."}),
+                "upscaled": (
+                    "IMAGE",
+                    {"lazy": True, "tooltip": "Model-upscaled image; evaluated only if needed."},
+                ),
+                "target": ("INT", {"default": 2048, "min": 256, "max": 8192}),
+            },
+            "optional": {"transparency": ("MASK", {"tooltip": "LoadImage's MASK (1 - alpha)."})},
+        }
+
+    def check_lazy_status(
+        self,
+        image: torch.Tensor,
+        upscaled: torch.Tensor | None,
+        target: int,
+        transparency: torch.Tensor | None = None,
+    ) -> list[str]:
+        height, width = image.shape[1], image.shape[2]
+        return ["upscaled"] if upscaled is None and needs_model(width, height, target) else []
+
+    def run(
+        self,
+        image: torch.Tensor,
+        upscaled: torch.Tensor | None,
+        target: int,
+        transparency: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor]:
+        originals = _to_numpy(image)
+        height, width = originals.shape[1:3]
+        use_model = needs_model(width, height, target)
+        if use_model and upscaled is None:
+            logger.warning("SimplyPNG: no upscaled input; resizing the original with Lanczos")
+            use_model = False
+        colours = _to_numpy(upscaled) if use_model and upscaled is not None else originals
+        holes = None if transparency is None else _to_numpy(transparency)
+
+        def one(original: np.ndarray, colour: np.ndarray, hole: np.ndarray | None):
+            _, alpha = _split_alpha(original, hole)
+            rgb, out_alpha = resize_long_edge(colour[..., :3], alpha, target)
+            if out_alpha is None:
+                return rgb
+            out_alpha = snap_alpha(out_alpha)
+            rgb[out_alpha <= 0] = 0.0
+            return np.concatenate([rgb, out_alpha[..., None]], axis=-1)
+
+        results = _map(one, originals, colours, holes)
+        if len({r.shape[2] for r in results}) > 1:  # some items had alpha, some did not
+            results = [_rgba(r) for r in results]
+        return (_to_tensor(results),)
+
+
+class SimplyPNGColourKey:
+    """RGBA with one colour keyed out: tolerance keys fully, softness ramps the edge."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> InputTypes:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "key_color": ("STRING", {"default": "#ffffff"}),
+                "tolerance": ("INT", {"default": 16, "min": 0, "max": 255}),
+                "softness": ("INT", {"default": 16, "min": 0, "max": 255}),
+            }
+        }
+
+    def run(
+        self, image: torch.Tensor, key_color: str, tolerance: int, softness: int
+    ) -> tuple[torch.Tensor]:
+        def one(img: np.ndarray) -> np.ndarray:
+            return colour_key(img, key_color, tolerance, softness)
+
+        return (_to_tensor(_map(one, _to_numpy(image))),)
+
+
+NODE_CLASS_MAPPINGS = {
+    cls.__name__: cls
+    for cls in (
+        SimplyPNGSegment,
+        SimplyPNGMatte,
+        SimplyPNGShadow,
+        SimplyPNGCutout,
+        SimplyPNGWhiteBackground,
+        SimplyPNGRemovalMask,
+        SimplyPNGInpaint,
+        SimplyPNGFillTransparent,
+        SimplyPNGUpscaleToLongEdge,
+        SimplyPNGColourKey,
+    )
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "SimplyPNGSegment": "SimplyPNG Segment Subject",
+    "SimplyPNGMatte": "SimplyPNG Refine Matte",
+    "SimplyPNGShadow": "SimplyPNG Shadow",
+    "SimplyPNGCutout": "SimplyPNG Cutout Crop",
+    "SimplyPNGWhiteBackground": "SimplyPNG White Background",
+    "SimplyPNGRemovalMask": "SimplyPNG Removal Mask",
+    "SimplyPNGInpaint": "SimplyPNG Inpaint",
+    "SimplyPNGFillTransparent": "SimplyPNG Fill Transparent Colour",
+    "SimplyPNGUpscaleToLongEdge": "SimplyPNG Upscale To Long Edge",
+    "SimplyPNGColourKey": "SimplyPNG Colour Key",
+}
