@@ -1,0 +1,208 @@
+"""BiRefNet foreground segmentation: load the pinned snapshot, predict soft masks.
+
+The Hugging Face snapshot ships its architecture as code (birefnet.py importing
+BiRefNet_config.py). We run that code from the checksummed bytes we pinned, build the class
+directly and load model.safetensors with strict=True: transformers' from_pretrained path is
+avoided because it has broken across transformers releases, and a loose load would leave a
+layer random without any error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import dtype_for, force_offline, release_memory
+from .errors import InferenceError, ModelFileError
+from .lockfile import ModelFile, read_model_files, read_verified, resolve_files, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "birefnet-general"
+NATIVE_SIZE = 1024  # BiRefNet general was trained at 1024x1024
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ENTRY_MODULE = "birefnet"
+CLASS_NAME = "BiRefNet"
+CONFIG_CLASS_NAME = "BiRefNetConfig"
+
+
+def import_snapshot(package: str, sources: Mapping[str, tuple[Path, bytes]]) -> types.ModuleType:
+    """Execute a snapshot's modules (stem -> (path, verified bytes)) as package `package`.
+
+    The bytes already hashed are compiled, not the file re-read, so what runs is what was
+    checked. Siblings run before the entry module so its relative imports
+    (`from .BiRefNet_config import ...`) resolve from sys.modules. Returns the entry module.
+    """
+    entry_name = f"{package}.{ENTRY_MODULE}"
+    if entry_name in sys.modules:  # the package name carries the code's hash
+        return sys.modules[entry_name]
+    if ENTRY_MODULE not in sources:
+        raise ModelFileError(f"snapshot has no {ENTRY_MODULE}.py")
+    parent = types.ModuleType(package)
+    parent.__path__ = []  # a package, but never searched on disk
+    parent.__package__ = package
+    created = [package]
+    sys.modules[package] = parent
+    order = sorted(sources, key=lambda stem: stem == ENTRY_MODULE)
+    try:
+        for stem in order:
+            path, source = sources[stem]
+            name = f"{package}.{stem}"
+            module = types.ModuleType(name)
+            module.__file__ = str(path)
+            module.__package__ = package
+            module.__spec__ = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+            sys.modules[name] = module
+            created.append(name)
+            exec(compile(source, str(path), "exec"), module.__dict__)
+            setattr(parent, stem, module)
+    except ModuleNotFoundError as exc:
+        _forget(created)
+        raise ModelFileError(
+            f"BiRefNet code at {sources[ENTRY_MODULE][0]} needs the Python package "
+            f"{exc.name!r}, which is not installed"
+        ) from exc
+    except BaseException:
+        _forget(created)
+        raise
+    return sys.modules[entry_name]
+
+
+def _forget(names: list[str]) -> None:
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def instantiate(module: types.ModuleType) -> nn.Module:
+    """Build the snapshot's BiRefNet with random weights and no backbone download."""
+    try:
+        model_cls = getattr(module, CLASS_NAME)
+        config_cls = getattr(module, CONFIG_CLASS_NAME)
+    except AttributeError as exc:
+        raise ModelFileError(f"BiRefNet code lacks {exc.name!r}") from exc
+    # bb_pretrained=False everywhere: True would fetch ImageNet backbone weights.
+    return model_cls(bb_pretrained=False, config=config_cls(bb_pretrained=False))
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a safetensors state dict, every key matching (strict)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelFileError(f"cannot read {path}: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())  # one line: torch lists keys over several
+        raise ModelFileError(f"{path} does not fit the BiRefNet code: {detail}") from exc
+
+
+def preprocess(image: torch.Tensor, size: int = NATIVE_SIZE) -> torch.Tensor:
+    """1x3xHxW in 0..1 -> 1x3xSIZExSIZE, ImageNet-normalised (BiRefNet's own transform)."""
+    resized = F.interpolate(
+        image.clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (resized - mean) / std
+
+
+def final_logits(outputs: object) -> torch.Tensor:
+    """BiRefNet returns its multi-scale predictions as a list; the last is full resolution."""
+    logits = outputs[-1] if isinstance(outputs, list | tuple) and outputs else outputs
+    if (
+        not isinstance(logits, torch.Tensor)
+        or logits.ndim != 4
+        or tuple(logits.shape[:2]) != (1, 1)
+    ):
+        raise InferenceError("BiRefNet returned an unexpected output (want 1x1xHxW logits)")
+    return logits
+
+
+def postprocess(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """1x1xhxw logits -> HxW probabilities in 0..1 at the image's own size."""
+    probs = torch.sigmoid(logits.float())
+    resized = F.interpolate(
+        probs, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0, 0].clamp(0, 1)
+
+
+class Segmenter:
+    """Soft foreground masks from a loaded BiRefNet (kept resident between prompts)."""
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype):
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """float32 BxHxWx3 in 0..1 -> float32 BxHxW in 0..1, each mask at its image's size."""
+        batch = np.asarray(images)
+        if batch.ndim != 4 or batch.shape[-1] != 3 or 0 in batch.shape:
+            raise ValueError(f"expected a BxHxWx3 image batch, got shape {batch.shape}")
+        height, width = batch.shape[1:3]
+        masks = np.empty(batch.shape[:3], dtype=np.float32)
+        # One image at a time: the model always runs at 1024x1024, so batching buys little
+        # and would multiply peak memory.
+        for index, image in enumerate(batch):
+            try:
+                masks[index] = self._predict_one(image, height, width)
+            except torch.OutOfMemoryError:
+                release_memory()
+                # The model input is always 1024x1024: tiling cannot help, so fail this
+                # prompt with a clear error and leave ComfyUI running.
+                raise InferenceError(
+                    f"BiRefNet ran out of memory on {self.device} "
+                    f"({width}x{height} image, model at {NATIVE_SIZE}x{NATIVE_SIZE})"
+                ) from None
+        return masks
+
+    def _predict_one(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        with torch.inference_mode():
+            pixels = tensor.permute(2, 0, 1).unsqueeze(0).to(self.device)
+            logits = final_logits(self.model(preprocess(pixels).to(self.dtype)))
+            return postprocess(logits, height, width).cpu().numpy()
+
+
+def load_segmenter(
+    models_dir: Path, lock_path: Path, verify_sha256: bool, device: torch.device
+) -> Segmenter:
+    """Check the pinned snapshot's files, run its code, load its weights onto `device`."""
+    files = read_model_files(lock_path, MODEL_NAME)
+    paths = resolve_files(models_dir, files, verify_sha256)
+    code = [f for f in files if f.role == "code"]
+    weights = [f for f in files if f.role == "weights"]
+    if not code or len(weights) != 1:
+        raise ModelFileError(f"models.lock must list {MODEL_NAME}'s code and one weights file")
+    sources = {_stem(f): (paths[f.name], read_verified(paths[f.name], f)) for f in code}
+    package = (
+        "_simplypng_birefnet_"
+        + sha256_bytes("".join(sorted(f.sha256 or "" for f in code)).encode())[:16]
+    )
+    force_offline()  # before the snapshot's imports reach transformers / huggingface_hub
+    module = import_snapshot(package, sources)
+    model = instantiate(module)
+    load_weights(model, paths[weights[0].name])
+    dtype = dtype_for(device, "fp16")
+    model = model.eval().to(device=device, dtype=dtype)
+    log.info("loaded %s on %s as %s", MODEL_NAME, device, dtype)
+    return Segmenter(model, device, dtype)
+
+
+def _stem(file: ModelFile) -> str:
+    return Path(file.dest).stem

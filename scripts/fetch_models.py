@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Download the model files models.lock pins, each verified by size and sha256.
+
+    python3 scripts/fetch_models.py --dest /comfyui/models [--tasks bg_remove,upscale_2k]
+    python3 scripts/fetch_models.py --dest /comfyui/models --verify-only
+
+Downloads go to <dest>/<entry dest>.part and are renamed into place only once the size and
+sha256 match, so a file under its real name is always whole. An interrupted download resumes
+with an HTTP Range request; a server that ignores Range restarts it from zero. A file already
+present and matching is not fetched again. A mismatch deletes the .part and exits non-zero.
+An entry without a sha256 ("verify": "pending") is refused unless --allow-unpinned is given,
+and an entry whose licence is not MIT/Apache-2.0/BSD is always refused.
+
+Exit status: 0 every selected file verified (or none selected), 1 some file failed, 2 bad
+arguments or lock. Needs only the standard library and handler/models_lock.py (the image
+build runs it in a bare stage, on per-model locks split by docker/lockutil.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: handler/ sits beside scripts/
+    sys.path.insert(0, str(REPO_ROOT))
+
+from handler.models_lock import (  # noqa: E402
+    DEFAULT_LOCK_PATH,
+    LockEntry,
+    LockError,
+    entries_for_tasks,
+    licence_ok,
+    load_lock,
+)
+
+ALL_TASKS = "all"
+CHUNK = 1 << 20
+PROGRESS_STEP = 10  # percent between progress lines
+USER_AGENT = "simplypng-fetch-models/1"
+
+
+class FetchError(Exception):
+    """This file cannot be fetched or verified; retrying will not help."""
+
+
+class _Interrupted(Exception):
+    """The transfer broke off; retrying resumes it."""
+
+
+def select(
+    entries: Sequence[LockEntry], tasks: list[str] | None, models: list[str] | None
+) -> list[LockEntry]:
+    """Entries needed by any of `tasks` and named in `models` (None or "all": no filter)."""
+    chosen = entries_for_tasks(entries, None if tasks is None or ALL_TASKS in tasks else tasks)
+    if models is not None:
+        chosen = [e for e in chosen if e.model in models]
+    return chosen
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(path: Path, entry: LockEntry) -> str | None:
+    """None when `path` holds exactly the pinned file, else what is wrong with it."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != entry.size:
+        return f"size {size} != {entry.size}"
+    if entry.sha256 is not None and sha256_file(path) != entry.sha256:
+        return "sha256 mismatch"
+    return None
+
+
+class Progress:
+    """Prints a line every PROGRESS_STEP percent (readable in build logs)."""
+
+    def __init__(self, label: str, total: int):
+        self.label = label
+        self.total = total
+        self.next_step = PROGRESS_STEP
+
+    def __call__(self, done: int) -> None:
+        percent = done * 100 // self.total
+        if percent >= self.next_step:
+            print(
+                f"  {self.label}: {percent}% ({done / 1e6:.1f}/{self.total / 1e6:.1f} MB)",
+                flush=True,
+            )
+            self.next_step = (percent // PROGRESS_STEP + 1) * PROGRESS_STEP
+
+
+def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    # urllib keeps the Range header across the CDN redirects of GitHub and Hugging Face.
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _stream(entry: LockEntry, part: Path, timeout: float, report: Callable[[int], None]) -> bool:
+    """Append the rest of the file to `part`; returns True when earlier bytes were kept."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > entry.size:
+        part.unlink()
+        have = 0
+    if have == entry.size:
+        return True  # a complete .part from an earlier run: only verification is left
+    try:
+        response = _open(entry.url, have, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # range past the end: the .part is stale
+            part.unlink()
+            return _stream(entry, part, timeout, report)
+        if exc.code == 429 or exc.code >= 500:
+            raise _Interrupted(f"HTTP {exc.code}") from None
+        raise FetchError(f"HTTP {exc.code} from {entry.url}") from None
+    with response:
+        if response.status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            start = content_range.removeprefix("bytes ").split("-")[0]
+            if start != str(have):
+                raise FetchError(f"server resumed at byte {start!r}, asked for {have}")
+        elif response.status == 200:
+            have = 0  # Range ignored: the body is the whole file
+        else:
+            raise FetchError(f"HTTP {response.status} from {entry.url}")
+        resumed = have > 0
+        length = response.headers.get("Content-Length")
+        received = 0
+        with open(part, "ab" if resumed else "wb") as out:
+            while chunk := response.read(CHUNK):
+                received += len(chunk)
+                if have + received > entry.size:
+                    raise FetchError(f"server sent more than the pinned {entry.size} bytes")
+                out.write(chunk)
+                report(have + received)
+        if length is not None and received < int(length):
+            raise _Interrupted(f"connection closed after {received} of {length} bytes")
+    return resumed
+
+
+def download(entry: LockEntry, dest: Path, retries: int, timeout: float) -> None:
+    """Fetch `entry` to `dest` through `dest`.part; raises FetchError, leaving no bad file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    report = Progress(entry.name, entry.size)
+    restarted = False
+    attempt = 0
+    while True:
+        try:
+            resumed = _stream(entry, part, timeout, report)
+        except (_Interrupted, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            attempt += 1
+            if attempt > retries:
+                raise FetchError(f"download failed after {retries} retries: {exc}") from None
+            print(f"  {entry.name}: {exc}; retrying ({attempt}/{retries})", flush=True)
+            time.sleep(min(2**attempt, 30) * 0.1)
+            continue
+        except FetchError:
+            part.unlink(missing_ok=True)
+            raise
+        problem = check_file(part, entry)
+        if problem is None:
+            os.replace(part, dest)
+            return
+        part.unlink(missing_ok=True)
+        if resumed and not restarted:
+            # The kept bytes may be what is wrong: start over once from zero.
+            print(f"  {entry.name}: {problem} after resuming; downloading again", flush=True)
+            restarted = True
+            continue
+        raise FetchError(f"{problem}; deleted the download")
+
+
+def fetch(
+    entries: Sequence[LockEntry],
+    dest_root: Path,
+    allow_unpinned: bool,
+    retries: int,
+    timeout: float,
+) -> list[str]:
+    """Download or confirm each entry; returns one message per failed file."""
+    failures = []
+    for entry in entries:
+        dest = dest_root / entry.dest
+        try:
+            if not licence_ok(entry):
+                raise FetchError(f"licence {entry.licence} is not allowed")
+            if entry.sha256 is None and not allow_unpinned:
+                raise FetchError("no sha256 in models.lock (pending); pass --allow-unpinned")
+            problem = check_file(dest, entry)
+            if problem is None:
+                print(f"ok        {entry.dest} (already verified)", flush=True)
+                continue
+            if dest.exists():
+                print(f"replacing {entry.dest}: {problem}", flush=True)
+                dest.unlink()
+            print(
+                f"fetching  {entry.dest} ({entry.size / 1e6:.1f} MB) from {entry.url}", flush=True
+            )
+            download(entry, dest, retries, timeout)
+            print(f"ok        {entry.dest} (downloaded, verified)", flush=True)
+        except (FetchError, OSError) as exc:
+            failures.append(f"{entry.name}: {exc}")
+            print(f"FAILED    {entry.dest}: {exc}", flush=True)
+    return failures
+
+
+def verify(entries: Sequence[LockEntry], dest_root: Path) -> list[str]:
+    """Check each entry's file (size and full sha256) without downloading anything."""
+    failures = []
+    for entry in entries:
+        problem = check_file(dest_root / entry.dest, entry)
+        if problem is None and entry.sha256 is None:
+            problem = "no sha256 in models.lock to verify against"
+        if problem is None:
+            print(f"ok        {entry.dest}", flush=True)
+        else:
+            failures.append(f"{entry.name}: {problem}")
+            print(f"FAILED    {entry.dest}: {problem}", flush=True)
+    return failures
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dest", type=Path, required=True, help="ComfyUI's models folder")
+    parser.add_argument("--lock", type=Path, default=DEFAULT_LOCK_PATH, help="models.lock path")
+    parser.add_argument("--tasks", type=_csv, help="only files these job types need (a,b|all)")
+    parser.add_argument("--models", type=_csv, help="only these models (a,b)")
+    parser.add_argument(
+        "--verify-only",
+        "--verify",
+        action="store_true",
+        help="check files present (size and sha256), download nothing",
+    )
+    parser.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="install entries without a sha256, checked by size only",
+    )
+    parser.add_argument("--retries", type=int, default=3, help="retries per file on network errors")
+    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        entries = select(load_lock(args.lock), args.tasks, args.models)
+    except (OSError, LockError) as exc:
+        print(f"cannot read {args.lock}: {exc}", file=sys.stderr)
+        return 2
+    if not entries:
+        print("nothing to fetch: no models.lock entry matches --tasks/--models", flush=True)
+        return 0
+    if args.verify_only:
+        failures = verify(entries, args.dest)
+    else:
+        failures = fetch(entries, args.dest, args.allow_unpinned, args.retries, args.timeout)
+    if failures:
+        print(f"{len(failures)} of {len(entries)} file(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    print(f"{len(entries)} file(s) verified under {args.dest}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

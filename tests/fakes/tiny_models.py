@@ -1,0 +1,214 @@
+"""Models with random weights in the real file formats, for tests that load them for real.
+
+- build_birefnet_standin: a BiRefNet snapshot folder (birefnet.py + BiRefNet_config.py +
+  model.safetensors) whose code keeps the real snapshot's contract: class BiRefNet(bb_pretrained,
+  config), a relative import of BiRefNetConfig, forward returning a list whose last element is
+  full-resolution logits. It is loaded through the production loader.
+- build_big_lama: a FULL-SIZE LaMa state dict (spandrel's architecture, 51 M parameters) saved
+  with the original training checkpoint's "generator." key prefix, which spandrel detects.
+- build_tiny_esrgan: an RRDBNet in the basicsr key layout Real-ESRGAN ships ({"params_ema": ...})
+  that spandrel (and so ComfyUI's UpscaleModelLoader) detects as ESRGAN.
+- lock_entry / write_lock: a models.lock describing the files just built, hashed for real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+BIREFNET_CONFIG_PY = '''\
+"""Stand-in for the snapshot's BiRefNet_config.py (the real one subclasses PretrainedConfig)."""
+
+
+class BiRefNetConfig:
+    def __init__(self, bb_pretrained=False, **kwargs):
+        self.bb_pretrained = bb_pretrained
+'''
+
+BIREFNET_PY = '''\
+"""Stand-in for the snapshot's birefnet.py: same class name, constructor and forward contract."""
+
+import torch
+from torch import nn
+
+from .BiRefNet_config import BiRefNetConfig
+
+
+class BiRefNet(nn.Module):
+    def __init__(self, bb_pretrained=True, config=BiRefNetConfig()):
+        super().__init__()
+        if config.bb_pretrained:
+            raise RuntimeError("would download backbone weights")
+        self.coarse = nn.Conv2d(3, 4, kernel_size=3, stride=4, padding=1)
+        self.to_coarse = nn.Conv2d(4, 1, kernel_size=1)
+        self.head = nn.Conv2d(3, 1, kernel_size=1)
+
+    def forward(self, x):
+        coarse = self.to_coarse(torch.relu(self.coarse(x)))
+        return [coarse, self.head(x)]
+'''
+
+
+def _random_state(shapes: Mapping[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=generator) * 0.1 for k, s in shapes.items()}
+
+
+BIREFNET_SHAPES = {
+    "coarse.weight": (4, 3, 3, 3),
+    "coarse.bias": (4,),
+    "to_coarse.weight": (1, 4, 1, 1),
+    "to_coarse.bias": (1,),
+    "head.weight": (1, 3, 1, 1),
+    "head.bias": (1,),
+}
+
+
+def build_birefnet_standin(
+    folder: Path,
+    overrides: Mapping[str, torch.Tensor] | None = None,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write the stand-in snapshot into `folder`; returns {file name: path}.
+
+    `overrides` replaces tensors of the random state dict, e.g. a known "head" so a test can
+    predict the mask. The weights are stored as float16, as the pinned snapshot stores them.
+    """
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "BiRefNet_config.py").write_text(BIREFNET_CONFIG_PY, encoding="utf-8")
+    (folder / "birefnet.py").write_text(BIREFNET_PY, encoding="utf-8")
+    state = _random_state(BIREFNET_SHAPES, seed)
+    state.update(overrides or {})
+    save_file(
+        {k: v.to(torch.float16).contiguous() for k, v in state.items()},
+        str(folder / "model.safetensors"),
+    )
+    return {
+        name: folder / name for name in ("birefnet.py", "BiRefNet_config.py", "model.safetensors")
+    }
+
+
+def build_big_lama(path: Path, seed: int = 0) -> Path:
+    """A full-size random big-LaMa state dict at `path` (.pt pickle or .safetensors)."""
+    from spandrel.architectures.LaMa import LaMa
+
+    torch.manual_seed(seed)
+    model = LaMa(in_nc=4, out_nc=3)  # big-LaMa: RGB + mask in, RGB out
+    # LaMa's own checkpoints name the generator "generator.model..."; spandrel maps it.
+    state = {
+        "generator." + key.removeprefix("model."): value.contiguous()
+        for key, value in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def _esrgan_shapes(scale: int, num_feat: int, num_block: int, grow: int):
+    in_ch = {4: 3, 2: 12, 1: 48}[scale]  # basicsr pixel-unshuffles x2/x1 inputs
+    shapes: dict[str, tuple[int, ...]] = {
+        "conv_first.weight": (num_feat, in_ch, 3, 3),
+        "conv_first.bias": (num_feat,),
+    }
+    for block in range(num_block):
+        for rdb in (1, 2, 3):
+            for conv in range(1, 6):
+                out = num_feat if conv == 5 else grow
+                key = f"body.{block}.rdb{rdb}.conv{conv}"
+                shapes[f"{key}.weight"] = (out, num_feat + (conv - 1) * grow, 3, 3)
+                shapes[f"{key}.bias"] = (out,)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        shapes[f"{name}.weight"] = (num_feat, num_feat, 3, 3)
+        shapes[f"{name}.bias"] = (num_feat,)
+    shapes["conv_last.weight"] = (3, num_feat, 3, 3)
+    shapes["conv_last.bias"] = (3,)
+    return shapes
+
+
+def esrgan_state_dict(
+    scale: int = 4, num_feat: int = 8, num_block: int = 1, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A random RRDBNet state dict in basicsr's key layout (growth channels 32, as spandrel
+    assumes). num_feat=64, num_block=23 is RealESRGAN_x4plus's real size."""
+    if scale not in (1, 2, 4):
+        raise ValueError("basicsr RRDBNet scales are 1, 2 or 4")
+    return _random_state(_esrgan_shapes(scale, num_feat, num_block, grow=32), seed)
+
+
+def build_tiny_esrgan(path: Path, scale: int = 4, num_feat: int = 8, num_block: int = 1) -> Path:
+    """A tiny Real-ESRGAN-format model file that spandrel loads as ESRGAN at `scale`.
+
+    .pth/.pt files are wrapped as {"params_ema": state_dict} like the real releases;
+    .safetensors files hold the bare state dict.
+    """
+    state = {k: v.contiguous() for k, v in esrgan_state_dict(scale, num_feat, num_block).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save({"params_ema": state}, path)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def lock_entry(
+    path: Path,
+    *,
+    model: str,
+    dest: str,
+    role: str = "weights",
+    tasks: tuple[str, ...] = ("bg_remove",),
+    url: str | None = None,
+    licence: str = "MIT",
+) -> dict[str, object]:
+    """A models.lock entry for a file that exists, with its real size and sha256."""
+    name = f"{model}/{Path(dest).name}"
+    return {
+        "name": name,
+        "model": model,
+        "role": role,
+        "tasks": list(tasks),
+        "version": f"test/{model}@0",
+        "url": url or f"https://github.com/test/{model}/releases/download/v0/{Path(dest).name}",
+        "sha256": sha256_file(path),
+        "size": path.stat().st_size,
+        "licence": licence,
+        "licence_url": "https://example.invalid/LICENSE",
+        "dest": dest,
+    }
+
+
+def birefnet_lock_entries(models_dir: Path, folder: str = "birefnet/birefnet-general"):
+    """Entries for a stand-in snapshot already built at models_dir/folder."""
+    roles = {"birefnet.py": "code", "BiRefNet_config.py": "code", "model.safetensors": "weights"}
+    return [
+        lock_entry(
+            models_dir / folder / name, model="birefnet-general", dest=f"{folder}/{name}", role=role
+        )
+        for name, role in roles.items()
+    ]
+
+
+def write_lock(path: Path, entries: list[dict[str, object]]) -> Path:
+    path.write_text(json.dumps({"lock_version": 1, "models": entries}, indent=2), encoding="utf-8")
+    return path

@@ -1,0 +1,472 @@
+"""The node pack's model loaders, on random-weight models in the real file formats.
+
+BiRefNet runs as a stand-in snapshot (same class contract, tiny convs) through the real
+loader; LaMa is full size (spandrel's architecture, random weights).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs torch (the nodes extra)")
+pytest.importorskip("spandrel", reason="needs spandrel (the nodes extra)")
+pytest.importorskip("safetensors", reason="needs safetensors (the nodes extra)")
+
+from comfy_nodes.simplypng.models import device, location, registry  # noqa: E402
+from comfy_nodes.simplypng.models.errors import InferenceError, ModelFileError  # noqa: E402
+from comfy_nodes.simplypng.models.inpainter import Inpainter, tile_spans  # noqa: E402
+from comfy_nodes.simplypng.models.segmenter import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Segmenter,
+    postprocess,
+    preprocess,
+)
+from tests.fakes.tiny_models import (  # noqa: E402
+    birefnet_lock_entries,
+    build_big_lama,
+    build_birefnet_standin,
+    build_tiny_esrgan,
+    lock_entry,
+    write_lock,
+)
+
+pytestmark = [
+    pytest.mark.torch,
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
+]
+
+BIREFNET_DIR = "birefnet/birefnet-general"
+LAMA_DEST = "inpaint/big-lama.pt"
+
+
+@pytest.fixture(scope="session")
+def lama_file(tmp_path_factory) -> Path:
+    """One full-size random big-LaMa file for the whole session (about 200 MB, 2 s)."""
+    return build_big_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
+
+
+def _store(root: Path, lama_file: Path, overrides=None) -> tuple[Path, Path]:
+    """A models folder with a stand-in BiRefNet and big-LaMa, and the lock pinning them."""
+    models = root / "models"
+    build_birefnet_standin(models / BIREFNET_DIR, overrides=overrides)
+    (models / "inpaint").mkdir(parents=True)
+    (models / LAMA_DEST).symlink_to(lama_file)
+    entries = birefnet_lock_entries(models, BIREFNET_DIR)
+    entries.append(
+        lock_entry(
+            models / LAMA_DEST,
+            model="big-lama",
+            dest=LAMA_DEST,
+            tasks=("object_remove",),
+            licence="Apache-2.0",
+        )
+    )
+    return models, write_lock(root / "models.lock", entries)
+
+
+@pytest.fixture
+def store(tmp_path, lama_file):
+    models, lock = _store(tmp_path, lama_file)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    yield models, lock
+    registry.configure()
+
+
+@pytest.fixture(scope="session")
+def lama_inpainter(tmp_path_factory, lama_file) -> Inpainter:
+    """The real loader's Inpainter, loaded once (each load reads 200 MB)."""
+    root = tmp_path_factory.mktemp("lama-store")
+    models, lock = _store(root, lama_file)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        return registry.get_inpainter()
+    finally:
+        registry.configure()
+
+
+# --- segmenter --------------------------------------------------------------------------
+
+
+def test_segmenter_returns_one_mask_per_image_at_its_size(store):
+    images = np.random.default_rng(0).random((2, 300, 200, 3), dtype=np.float32)
+    masks = registry.get_segmenter().predict(images)
+    assert masks.shape == (2, 300, 200)
+    assert masks.dtype == np.float32
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    assert not np.allclose(masks[0], masks[1])
+
+
+def test_segmenter_normalises_runs_last_output_and_resizes_back(tmp_path, lama_file):
+    # head = sum of the ImageNet-normalised channels: white -> +7.3, black -> -6.0.
+    # Without normalisation black would give sigmoid(0) = 0.5; from the random coarse
+    # (first) output the square would not show.
+    overrides = {"head.weight": torch.ones(1, 3, 1, 1), "head.bias": torch.zeros(1)}
+    models, lock = _store(tmp_path, lama_file, overrides=overrides)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        image = np.zeros((1, 300, 200, 3), dtype=np.float32)
+        image[0, 100:200, 50:150] = 1.0
+        mask = registry.get_segmenter().predict(image)[0]
+    finally:
+        registry.configure()
+    assert mask.shape == (300, 200)
+    assert mask[150, 100] > 0.99
+    assert mask[120:180, 70:130].min() > 0.99
+    assert mask[10, 10] < 0.01 and mask[150, 190] < 0.01 and mask[290, 100] < 0.01
+
+
+def test_preprocess_resizes_to_1024_and_applies_imagenet_normalisation():
+    out = preprocess(torch.full((1, 3, 37, 53), 0.5))
+    assert out.shape == (1, 3, 1024, 1024)
+    for channel in range(3):
+        expected = (0.5 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        assert torch.allclose(out[0, channel], torch.tensor(expected), atol=1e-5)
+
+
+def test_postprocess_applies_sigmoid_and_resizes():
+    logits = torch.zeros(1, 1, 8, 8)
+    logits[..., :4] = 20.0
+    probs = postprocess(logits, 5, 16)
+    assert probs.shape == (5, 16)
+    assert torch.allclose(probs[:, :6], torch.ones(5, 6), atol=1e-4)
+    assert torch.allclose(probs[:, 10:], torch.full((5, 6), 0.5), atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(10, 10, 3), (1, 10, 10, 4), (0, 10, 10, 3)])
+def test_segmenter_rejects_a_batch_of_the_wrong_shape(shape):
+    segmenter = Segmenter(torch.nn.Identity(), torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="BxHxWx3"):
+        segmenter.predict(np.zeros(shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("output", [[], "x", torch.zeros(1, 3, 8, 8), [torch.zeros(1, 8, 8)]])
+def test_an_unexpected_model_output_is_a_clear_error(output):
+    class Odd(torch.nn.Module):
+        def forward(self, x):
+            return output
+
+    segmenter = Segmenter(Odd(), torch.device("cpu"), torch.float32)
+    with pytest.raises(InferenceError, match="unexpected output"):
+        segmenter.predict(np.zeros((1, 8, 8, 3), dtype=np.float32))
+
+
+def test_segmenter_out_of_memory_is_a_clear_error():
+    class Exhausted(torch.nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    segmenter = Segmenter(Exhausted(), torch.device("cpu"), torch.float32)
+    with pytest.raises(InferenceError, match="out of memory"):
+        segmenter.predict(np.zeros((1, 8, 8, 3), dtype=np.float32))
+
+
+def test_models_stay_loaded_until_reset(store):
+    first = registry.get_segmenter()
+    assert registry.get_segmenter() is first
+    registry.reset_cache()
+    assert registry.get_segmenter() is not first
+
+
+def test_loading_forces_hub_libraries_offline(store, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    registry.get_segmenter()
+    assert registry.get_segmenter().dtype == torch.float32
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_tampered_code_is_refused_before_it_runs(store):
+    models, _ = store
+    code = models / BIREFNET_DIR / "birefnet.py"
+    # Same size, different bytes: the size check passes, the sha256 check must not.
+    code.write_text(code.read_text().replace("would download", "would DOWNLOAD"))
+    with pytest.raises(ModelFileError, match=r"birefnet\.py.*sha256"):
+        registry.get_segmenter()
+
+
+def test_missing_weights_name_the_fetch_script(store):
+    models, _ = store
+    (models / BIREFNET_DIR / "model.safetensors").unlink()
+    with pytest.raises(ModelFileError, match=r"missing.*fetch_models"):
+        registry.get_segmenter()
+
+
+def test_weights_of_the_wrong_size_are_refused(store):
+    models, _ = store
+    with open(models / BIREFNET_DIR / "model.safetensors", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelFileError, match=r"bytes, models\.lock says"):
+        registry.get_segmenter()
+
+
+def test_weights_sha256_is_checked_only_when_asked(store):
+    models, lock = store
+    weights = models / BIREFNET_DIR / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # last byte of the last tensor: still a loadable file
+    weights.write_bytes(bytes(data))
+    registry.get_segmenter()  # size-only check by default: loads
+    registry.configure(models_dir=models, lock_path=lock, device="cpu", verify_sha256=True)
+    with pytest.raises(ModelFileError, match="sha256"):
+        registry.get_segmenter()
+
+
+def test_weights_that_do_not_fit_the_code_are_refused(tmp_path, lama_file):
+    overrides = {"extra.weight": torch.zeros(2)}
+    models, lock = _store(tmp_path, lama_file, overrides=overrides)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        with pytest.raises(ModelFileError, match=r"does not fit the BiRefNet code.*extra"):
+            registry.get_segmenter()
+    finally:
+        registry.configure()
+
+
+def test_an_entry_without_sha256_is_never_loaded(store):
+    models, lock = store
+    entries = birefnet_lock_entries(models, BIREFNET_DIR)
+    entries[2] |= {"sha256": None, "verify": "pending"}
+    registry.configure(models_dir=models, lock_path=write_lock(lock, entries), device="cpu")
+    with pytest.raises(ModelFileError, match="no sha256"):
+        registry.get_segmenter()
+
+
+def test_a_model_missing_from_the_lock_is_refused(store):
+    models, lock = store
+    registry.configure(models_dir=models, lock_path=write_lock(lock, []), device="cpu")
+    with pytest.raises(ModelFileError, match="not listed"):
+        registry.get_segmenter()
+
+
+def test_a_missing_python_dependency_is_named_and_cleaned_up(store):
+    models, lock = store
+    code = models / BIREFNET_DIR / "birefnet.py"
+    code.write_text("import simplypng_no_such_package\n" + code.read_text())
+    registry.configure(
+        models_dir=models,
+        lock_path=write_lock(lock, birefnet_lock_entries(models, BIREFNET_DIR)),
+        device="cpu",
+    )
+    before = set(sys.modules)
+    with pytest.raises(ModelFileError, match="simplypng_no_such_package"):
+        registry.get_segmenter()
+    assert not [name for name in set(sys.modules) - before if "birefnet" in name]
+
+
+def test_a_failed_load_is_retried_on_the_next_call(store):
+    models, _ = store
+    weights = models / BIREFNET_DIR / "model.safetensors"
+    saved = weights.with_suffix(".bak")
+    shutil.move(weights, saved)
+    with pytest.raises(ModelFileError):
+        registry.get_segmenter()
+    shutil.move(saved, weights)
+    assert isinstance(registry.get_segmenter(), Segmenter)
+
+
+# --- where files are found; device and dtype ---------------------------------------------
+
+
+def test_models_dir_comes_from_comfyui_then_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "folder_paths", types.SimpleNamespace(models_dir="/comfy/m"))
+    monkeypatch.setenv(location.ENV_MODELS_DIR, str(tmp_path))
+    assert location.default_models_dir() == Path("/comfy/m")
+    monkeypatch.setitem(sys.modules, "folder_paths", None)  # not inside ComfyUI
+    assert location.default_models_dir() == tmp_path
+    monkeypatch.delenv(location.ENV_MODELS_DIR)
+    with pytest.raises(ModelFileError, match="SIMPLYPNG_MODELS_DIR"):
+        location.default_models_dir()
+
+
+def test_default_lock_is_the_env_one_else_the_repository_models_lock(monkeypatch, tmp_path):
+    monkeypatch.delenv(location.ENV_MODELS_LOCK, raising=False)
+    assert location.default_lock_path() == Path(__file__).resolve().parents[2] / "models.lock"
+    lock = write_lock(tmp_path / "image.lock", [])
+    monkeypatch.setenv(location.ENV_MODELS_LOCK, str(lock))
+    assert location.default_lock_path() == lock
+    monkeypatch.setenv(location.ENV_MODELS_LOCK, str(tmp_path / "absent.lock"))
+    with pytest.raises(ModelFileError, match="SIMPLYPNG_MODELS_LOCK"):
+        location.default_lock_path()
+
+
+def test_sha256_verification_env_flag(monkeypatch):
+    monkeypatch.delenv(location.ENV_VERIFY_SHA256, raising=False)
+    assert location.verify_sha256_default() is False
+    monkeypatch.setenv(location.ENV_VERIFY_SHA256, "1")
+    assert location.verify_sha256_default() is True
+
+
+def test_device_comes_from_comfyui_when_inside_it(monkeypatch):
+    fake = types.SimpleNamespace(get_torch_device=lambda: torch.device("cuda", 1))
+    monkeypatch.setitem(sys.modules, "comfy", types.SimpleNamespace(model_management=fake))
+    assert device.torch_device() == torch.device("cuda", 1)
+    monkeypatch.setitem(sys.modules, "comfy", None)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert device.torch_device().type == expected
+
+
+@pytest.mark.parametrize(
+    ("dev", "prefer", "bf16", "expected"),
+    [
+        ("cpu", "fp16", True, torch.float32),
+        ("cpu", "bf16", True, torch.float32),
+        ("mps", "fp16", True, torch.float32),
+        ("cuda", "fp16", False, torch.float16),
+        ("cuda", "bf16", True, torch.bfloat16),
+        ("cuda", "bf16", False, torch.float32),
+    ],
+)
+def test_half_precision_only_on_cuda(dev, prefer, bf16, expected):
+    assert device.choose_dtype(torch.device(dev), prefer, bf16) == expected
+
+
+# --- inpainter ----------------------------------------------------------------------------
+
+
+def test_inpainter_is_full_size_lama_in_float32_on_cpu(lama_inpainter):
+    assert lama_inpainter.model.architecture.id == "LaMa"
+    assert sum(p.numel() for p in lama_inpainter.model.model.parameters()) > 50_000_000
+    assert lama_inpainter.dtype == torch.float32
+    assert lama_inpainter.device.type == "cpu"
+
+
+def test_inpainter_fills_the_hole_and_keeps_everything_else(lama_inpainter):
+    rng = np.random.default_rng(1)
+    image = rng.random((40, 53, 3), dtype=np.float32)  # 53: not a multiple of 8
+    mask = np.zeros((40, 53), dtype=np.float32)
+    mask[10:25, 20:40] = 1
+    out = lama_inpainter.inpaint(image, mask)
+    assert out.shape == image.shape and out.dtype == np.float32
+    keep = mask == 0
+    np.testing.assert_allclose(out[keep], image[keep], atol=1e-6)
+    assert np.abs(out[~keep] - image[~keep]).max() > 1e-3
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_inpainter_handles_images_smaller_than_lamas_minimum(lama_inpainter):
+    image = np.full((9, 11, 3), 0.25, dtype=np.float32)
+    mask = np.zeros((9, 11))
+    mask[3:6, 4:7] = 1
+    out = lama_inpainter.inpaint(image, mask)
+    assert out.shape == (9, 11, 3)
+    np.testing.assert_allclose(out[mask == 0], 0.25, atol=1e-6)
+
+
+def test_inpainter_without_a_hole_does_not_run_the_model():
+    def explode(x, m):
+        raise AssertionError("model must not run")
+
+    inpainter = Inpainter(explode, torch.device("cpu"), torch.float32)
+    image = np.random.default_rng(2).random((16, 16, 3), dtype=np.float32)
+    np.testing.assert_array_equal(inpainter.inpaint(image, np.zeros((16, 16))), image)
+
+
+@pytest.mark.parametrize(
+    ("image_shape", "mask_shape"), [((16, 16), (16, 16)), ((16, 16, 3), (16, 15))]
+)
+def test_inpainter_rejects_mismatched_inputs(image_shape, mask_shape):
+    inpainter = Inpainter(lambda x, m: x, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError):
+        inpainter.inpaint(np.zeros(image_shape), np.ones(mask_shape))
+
+
+def test_inpainter_retries_in_tiles_after_out_of_memory():
+    # A cheap LaMa-like fill (hole <- window mean) stands in for LaMa: this tests the tiling,
+    # and full LaMa on several tiles would take seconds on CPU.
+    seen: list[tuple[int, int]] = []
+
+    def small_memory(x, m):
+        seen.append((x.shape[2], x.shape[3]))
+        if x.shape[2] * x.shape[3] > 160 * 160:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return x * (1 - m) + m * x.mean()
+
+    inpainter = Inpainter(small_memory, torch.device("cpu"), torch.float32)
+    image = np.random.default_rng(3).random((200, 300, 3), dtype=np.float32)
+    mask = np.zeros((200, 300))
+    mask[20:60, 90:140] = 1  # across two of the six 144px tiles
+    out = inpainter.inpaint(image, mask)
+    assert seen == [(200, 300), (144, 144), (144, 144)]
+    keep = mask == 0
+    np.testing.assert_array_equal(out[keep], image[keep])
+    left, right = out[40, 100], out[40, 130]  # filled from the first and second tile
+    assert not np.allclose(left, right)
+    np.testing.assert_allclose(left, image[:144, :144].mean(), rtol=1e-5)
+    np.testing.assert_allclose(right, image[:144, 80:224].mean(), rtol=1e-5)
+
+
+def test_inpainter_gives_up_with_a_clear_error():
+    def never_fits(x, m):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    inpainter = Inpainter(never_fits, torch.device("cpu"), torch.float32)
+    mask = np.ones((300, 300))
+    with pytest.raises(InferenceError, match=r"out of memory.*tiles"):
+        inpainter.inpaint(np.zeros((300, 300, 3), dtype=np.float32), mask)
+
+
+@pytest.mark.parametrize("length", [1, 100, 128, 129, 300, 513, 1000])
+def test_tile_cores_cover_every_pixel_once(length):
+    tile, overlap = 128, 32
+    spans = tile_spans(length, tile, overlap)
+    covered = np.zeros(length, dtype=int)
+    for start, end, core_start, core_end in spans:
+        assert 0 <= start <= core_start < core_end <= end <= length
+        assert end - start <= tile
+        covered[core_start:core_end] += 1
+    assert covered.min() >= 1
+    assert (covered[: spans[-1][2]] == 1).all()  # only the last window may overlap cores
+
+
+def test_non_lama_weights_are_refused(tmp_path):
+    models = tmp_path / "models"
+    weights = build_tiny_esrgan(models / LAMA_DEST)
+    lock = write_lock(
+        tmp_path / "models.lock", [lock_entry(weights, model="big-lama", dest=LAMA_DEST)]
+    )
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        with pytest.raises(ModelFileError, match="ESRGAN model, not LaMa"):
+            registry.get_inpainter()
+    finally:
+        registry.configure()
+
+
+def test_garbage_weights_are_refused(tmp_path):
+    models = tmp_path / "models"
+    (models / "inpaint").mkdir(parents=True)
+    (models / LAMA_DEST).write_bytes(b"not a model at all" * 10)
+    lock = write_lock(
+        tmp_path / "models.lock", [lock_entry(models / LAMA_DEST, model="big-lama", dest=LAMA_DEST)]
+    )
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        with pytest.raises(ModelFileError, match=r"big-lama\.pt"):
+            registry.get_inpainter()
+    finally:
+        registry.configure()
+
+
+# --- tiny ESRGAN for other tests ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scale", "suffix"), [(4, ".pth"), (2, ".pth"), (4, ".safetensors")])
+def test_tiny_esrgan_is_detected_by_spandrel(tmp_path, scale, suffix):
+    from spandrel import ModelLoader
+
+    path = build_tiny_esrgan(tmp_path / f"RealESRGAN_x{scale}plus{suffix}", scale=scale)
+    model = ModelLoader().load_from_file(path)
+    assert model.architecture.id == "ESRGAN"
+    assert model.scale == scale
+    out = model(torch.rand(1, 3, 12, 16))
+    assert out.shape == (1, 3, 12 * scale, 16 * scale)
