@@ -29,12 +29,15 @@ def check_gpu(run: Runner = _run, which: Callable[[str], str | None] = shutil.wh
             "COMFYUI_EXTRA_ARGS=--cpu to run on the CPU.",
         )
     try:
-        proc = run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                    "--format=csv,noheader"])
+        proc = run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return GpuReport(False, f"nvidia-smi failed to run: {type(exc).__name__}")
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines:
         detail = " ".join((proc.stderr or proc.stdout).split())[:300]
-        return GpuReport(False, f"nvidia-smi found no usable GPU (exit {proc.returncode}): {detail}")
+        return GpuReport(
+            False, f"nvidia-smi found no usable GPU (exit {proc.returncode}): {detail}"
+        )
     return GpuReport(True, "; ".join(lines))

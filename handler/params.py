@@ -89,7 +89,9 @@ class ObjectRemoveV1(_Spec):
 
 
 class WhiteBgEcommV1(_Spec):
-    fill: float = Field(0.85, ge=0.3, le=1.0, description="Fraction of the canvas the subject fills.")
+    fill: float = Field(
+        0.85, ge=0.3, le=1.0, description="Fraction of the canvas the subject fills."
+    )
     canvas_width: int = Field(2000, ge=256, le=8192)
     canvas_height: int = Field(2000, ge=256, le=8192)
     shadow: bool = Field(False, description="Add a soft contact shadow under the subject.")

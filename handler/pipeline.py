@@ -21,16 +21,22 @@ from pydantic import BaseModel
 from handler import __version__
 from handler.callback import deliver, resolve_key
 from handler.comfy.client import ComfyClient
-from handler.contract import ErrorDetails, JobMetrics, JobPayload, JobResult, OutputFile
-from handler.contract import parse_payload
-from handler.decode import decode_image, to_png_bytes
+from handler.contract import (
+    ErrorDetails,
+    JobMetrics,
+    JobPayload,
+    JobResult,
+    OutputFile,
+    parse_payload,
+)
+from handler.decode import to_png_bytes
 from handler.errors import ErrorCode, JobError
-from handler.inputs import fetch_bytes
+from handler.inputs import load_input
 from handler.models_lock import ModelsLock
 from handler.outputs import encode, sanitize
 from handler.params import validate_params
 from handler.settings import Settings
-from handler.storage import make_store
+from handler.storage import OutputStore, make_store
 from handler.timing import StageTimer
 from handler.workflows import Binding, build_prompt, output_node_ids
 
@@ -46,7 +52,8 @@ class WorkerContext:
     settings: Settings
     comfy: ComfyClient
     registry: dict[str, Binding]
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # guarded: inputs and output uploads
+    callback_http: httpx.AsyncClient  # the webhook URL comes from the trusted control plane
     models: ModelsLock
     comfyui_version: str | None = None
     input_dir: Path | None = None
@@ -60,6 +67,7 @@ class _Job:
     params: BaseModel
     binding: Binding
     key: bytes
+    store: OutputStore
     deadline: float
 
 
@@ -75,13 +83,12 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
         report("download", 0)
         with timer.stage("download"):
             images, mask = await _fetch_inputs(ctx, job)
-        store = make_store(job.payload, ctx.settings, ctx.http)
         for index, image in enumerate(images):
             files, gpu = await _process_one(ctx, job, index, image, mask, timer, report)
             gpu_seconds += gpu
             with timer.stage("upload"):
                 for name, encoded in files:
-                    url = await store.put(name, encoded.data, encoded.content_type)
+                    url = await job.store.put(name, encoded.data, encoded.content_type)
                     outputs.append(_output_file(url, encoded))
         result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer, gpu_seconds)
     except JobError as exc:
@@ -117,7 +124,9 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
 
 def _prepare(ctx: WorkerContext, raw: object) -> _Job:
     settings = ctx.settings
-    payload = parse_payload(raw, max_inputs=settings.max_inputs, max_timeout_s=settings.max_timeout_s)
+    payload = parse_payload(
+        raw, max_inputs=settings.max_inputs, max_timeout_s=settings.max_timeout_s
+    )
     # The key is checked before any work: an unsigned callback is never sent.
     key = resolve_key(payload.auth.callback_hmac if payload.auth else None, settings)
     params = validate_params(payload.type, payload.params)
@@ -128,18 +137,17 @@ def _prepare(ctx: WorkerContext, raw: object) -> _Job:
             f"type: {payload.type} is not enabled on this worker",
             {"field": "type"},
         )
-    return _Job(payload, params, binding, key, time.monotonic() + payload.timeout_s)
+    store = make_store(payload, settings, ctx.http)  # a bad output target fails before work
+    return _Job(payload, params, binding, key, store, time.monotonic() + payload.timeout_s)
 
 
 async def _fetch_image(ctx: WorkerContext, url: str) -> Image.Image:
-    data = await fetch_bytes(url, ctx.settings, http=ctx.http)
-    decoded = await asyncio.to_thread(
-        decode_image, data, max_pixels=ctx.settings.max_input_pixels
-    )
-    return decoded.image
+    return (await load_input(url, ctx.settings, http=ctx.http)).image
 
 
-async def _fetch_inputs(ctx: WorkerContext, job: _Job) -> tuple[list[Image.Image], Image.Image | None]:
+async def _fetch_inputs(
+    ctx: WorkerContext, job: _Job
+) -> tuple[list[Image.Image], Image.Image | None]:
     urls = [item.url for item in job.payload.inputs]
     mask_url = getattr(job.params, "mask_url", None)
     if mask_url:
@@ -191,7 +199,9 @@ async def _process_one(
     timer.add("queue", result.timings.get("queue_s", 0.0))
     execute_s = result.timings.get("execute_s", 0.0)
     timer.add("execute", execute_s)
-    refs = [ref for node in output_node_ids(job.binding, prompt) for ref in result.outputs.get(node, [])]
+    refs = [
+        ref for node in output_node_ids(job.binding, prompt) for ref in result.outputs.get(node, [])
+    ]
     if not refs:
         raise JobError(ErrorCode.NODE_ERROR, "the workflow produced no output image")
     files: list[tuple[str, Any]] = []
@@ -201,7 +211,7 @@ async def _process_one(
         with timer.stage("encode"):
             encoded = await asyncio.to_thread(_sanitize_encode, data, fmt, ctx.settings.png_encoder)
         suffix = "" if len(refs) == 1 else f"_{k:02d}"
-        files.append((f"out_{index:02d}{suffix}.{encoded.format.replace('jpeg', 'jpg')}", encoded))
+        files.append((f"out_{index:02d}{suffix}.{encoded.extension}", encoded))
     return files, execute_s
 
 
@@ -286,13 +296,19 @@ async def _send_callback(
     body = result.model_dump_json().encode()
     message_id = f"msg_{result.job_id or uuid.uuid4()}"
     report = await asyncio.shield(
-        deliver(url, body, key, message_id=message_id, settings=ctx.settings, http=ctx.http)
+        deliver(
+            url, body, key, message_id=message_id, settings=ctx.settings, http=ctx.callback_http
+        )
     )
     timer.add("callback", time.perf_counter() - started)
     if not report.delivered:
         log.warning(
             "callback not delivered; the result is still returned to Runpod",
-            extra={"job_id": result.job_id, "attempts": report.attempts, "status": report.status_code},
+            extra={
+                "job_id": result.job_id,
+                "attempts": report.attempts,
+                "status": report.status_code,
+            },
         )
 
 

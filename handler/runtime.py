@@ -26,6 +26,7 @@ from handler.errors import JobError
 from handler.models_lock import ModelsLock
 from handler.pipeline import Progress, WorkerContext, run_job
 from handler.settings import Settings
+from handler.url_guard import make_http_client
 from handler.warmup import warm_up
 from handler.workflow_check import check_registry
 from handler.workflows import WorkflowConfigError, load_registry
@@ -91,7 +92,8 @@ class WorkerRuntime:
             settings=settings,
             comfy=comfy,
             registry=registry,
-            http=httpx.AsyncClient(follow_redirects=False),
+            http=make_http_client(settings),
+            callback_http=httpx.AsyncClient(follow_redirects=False),
             models=ModelsLock.load(settings.models_lock),
             comfyui_version=await comfy.comfyui_version(),
             input_dir=supervisor.input_dir,
@@ -99,7 +101,9 @@ class WorkerRuntime:
         )
         return ctx
 
-    def submit(self, raw: object, progress: Progress | None = None) -> concurrent.futures.Future[dict]:
+    def submit(
+        self, raw: object, progress: Progress | None = None
+    ) -> concurrent.futures.Future[dict]:
         assert self.ctx is not None, "start() first"
         ctx = self.ctx
         done: concurrent.futures.Future[dict] = concurrent.futures.Future()
@@ -142,6 +146,7 @@ class WorkerRuntime:
         async def shutdown() -> None:
             if self.ctx is not None:
                 await self.ctx.http.aclose()
+                await self.ctx.callback_http.aclose()
                 await self.ctx.comfy.aclose()
             if self.supervisor is not None:
                 await self.supervisor.stop()

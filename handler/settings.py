@@ -36,7 +36,8 @@ class Settings(BaseModel):
 
     # --- ComfyUI -------------------------------------------------------------------------
     comfyui_url: str | None = Field(
-        None, description="Attach to an already running ComfyUI at this URL instead of starting one."
+        None,
+        description="Attach to an already running ComfyUI at this URL instead of starting one.",
     )
     comfyui_dir: Path | None = Field(
         None, description="ComfyUI checkout to start as a child process (main.py)."
@@ -59,7 +60,8 @@ class Settings(BaseModel):
         None, description="ComfyUI input folder (default COMFYUI_DIR/input); job files are removed."
     )
     comfyui_output_dir: Path | None = Field(
-        None, description="ComfyUI output folder (default COMFYUI_DIR/output); job files are removed."
+        None,
+        description="ComfyUI output folder (default COMFYUI_DIR/output); job files are removed.",
     )
     workflows_dir: Path = Field(REPO_ROOT / "workflows", description="Workflow JSON folder.")
     enabled_types: list[str] = Field(
@@ -121,7 +123,8 @@ class Settings(BaseModel):
         False, description="Fail at start unless nvidia-smi reports a GPU (set in the image)."
     )
     boot_epoch: float | None = Field(
-        None, description="Container start time (unix s), set by scripts/start.sh for cold-start logs."
+        None,
+        description="Container start time (unix s), set by scripts/start.sh for cold-start logs.",
     )
     warmup: bool = Field(True, description="Run one warm-up prompt per enabled type at start.")
 

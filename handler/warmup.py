@@ -23,11 +23,15 @@ WARMUP_PARAMS: dict[str, dict[str, object]] = {
 def warmup_image(size: int = 64) -> Image.Image:
     """A subject-like disc on a flat background: enough for every workflow to run."""
     image = Image.new("RGB", (size, size), (240, 240, 240))
-    ImageDraw.Draw(image).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), (200, 30, 30))
+    ImageDraw.Draw(image).ellipse(
+        (size // 4, size // 4, 3 * size // 4, 3 * size // 4), (200, 30, 30)
+    )
     return image
 
 
-async def warm_up(comfy: ComfyClient, registry: dict[str, Binding], timeout_s: float) -> dict[str, float]:
+async def warm_up(
+    comfy: ComfyClient, registry: dict[str, Binding], timeout_s: float
+) -> dict[str, float]:
     """Run each type once; returns seconds per type. Raises JobError on failure."""
     seconds: dict[str, float] = {}
     png = to_png_bytes(warmup_image())
@@ -36,8 +40,9 @@ async def warm_up(comfy: ComfyClient, registry: dict[str, Binding], timeout_s: f
         folder = f"simplypng/warmup-{uuid.uuid4()}"
         name = await comfy.upload_image(png, "in_00.png", folder)
         params = validate_params(job_type, WARMUP_PARAMS.get(job_type, {}))
-        prompt = build_prompt(binding, params, image_name=name, mask_name=None,
-                              output_prefix=f"{folder}/out")
+        prompt = build_prompt(
+            binding, params, image_name=name, mask_name=None, output_prefix=f"{folder}/out"
+        )
         await comfy.run_prompt(prompt, timeout_s=timeout_s)
         seconds[job_type] = round(time.perf_counter() - started, 3)
         log.info("warm-up done", extra={"type": job_type, "seconds": seconds[job_type]})

@@ -83,7 +83,9 @@ def load_binding(path: Path) -> Binding:
     graphs = {name: json.loads((folder / name).read_text()) for name in graph_files}
     image_input = _slot(raw["image_input"], f"{path.name}: image_input")
     assert image_input is not None
-    params = {name: _slot(slot, f"{path.name}: params.{name}") for name, slot in raw["params"].items()}
+    params = {
+        name: _slot(slot, f"{path.name}: params.{name}") for name, slot in raw["params"].items()
+    }
     model_variants = {k: tuple(v) for k, v in (raw.get("model_variants") or {}).items()}
     return Binding(
         type=job_type,

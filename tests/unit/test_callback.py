@@ -87,16 +87,25 @@ async def test_delivery_retries_only_transient_failures(statuses, delivered, att
     settings = Settings(callback_max_attempts=4, callback_backoff_s=0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
         report = await deliver(
-            "https://cb.example/hook", b"{}", KEY, message_id="msg_x",
-            settings=settings, http=http, sleep=_no_sleep,
+            "https://cb.example/hook",
+            b"{}",
+            KEY,
+            message_id="msg_x",
+            settings=settings,
+            http=http,
+            sleep=_no_sleep,
         )
     assert report.delivered is delivered
     assert report.attempts == attempts == len(recorder.requests)
     ids = {r.headers["webhook-id"] for r in recorder.requests}
     assert ids == {"msg_x"}, "webhook-id must be stable across retries"
     for request in recorder.requests:
-        assert verify_standard(request.content, dict(request.headers), [KEY],
-                               now=int(request.headers["webhook-timestamp"]))
+        assert verify_standard(
+            request.content,
+            dict(request.headers),
+            [KEY],
+            now=int(request.headers["webhook-timestamp"]),
+        )
 
 
 async def test_delivery_retries_connection_errors() -> None:
@@ -110,6 +119,13 @@ async def test_delivery_retries_connection_errors() -> None:
 
     settings = Settings(callback_max_attempts=5, callback_backoff_s=0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(flaky)) as http:
-        report = await deliver("https://cb.example/h", b"{}", KEY, message_id="m",
-                               settings=settings, http=http, sleep=_no_sleep)
+        report = await deliver(
+            "https://cb.example/h",
+            b"{}",
+            KEY,
+            message_id="m",
+            settings=settings,
+            http=http,
+            sleep=_no_sleep,
+        )
     assert report.delivered and report.attempts == 3

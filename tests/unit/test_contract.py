@@ -45,7 +45,7 @@ def test_good_payload_parses() -> None:
         (lambda p: p.update(timeout_s=601), "timeout_s"),
         (lambda p: p.update(surprise=1), "surprise"),
         (lambda p: p.pop("job_id"), "job_id"),
-        (lambda p: (p.pop("output_prefix")), "output_prefix"),
+        (lambda p: p.pop("output_prefix"), "output_prefix"),
     ],
 )
 def test_bad_payload_is_invalid_payload(mutate, field: str) -> None:
@@ -82,8 +82,11 @@ def test_params_defaults_filled() -> None:
         ("jpeg_to_png", {"output_format": "webp"}, "params.output_format"),
         ("white_bg_ecomm", {"canvas_width": 800, "canvas_height": 800}, "params"),
         ("object_remove", {}, "params"),
-        ("object_remove", {"regions": [{"kind": "rect", "x": 0, "y": 0, "w": 2, "h": 1}],
-                           "units": "normalized"}, "params"),
+        (
+            "object_remove",
+            {"regions": [{"kind": "rect", "x": 0, "y": 0, "w": 2, "h": 1}], "units": "normalized"},
+            "params",
+        ),
         ("upscale_2k", {"target": 100000}, "params.target"),
         ("cutout_subject", {"unknown": 1}, "params.unknown"),
     ],

@@ -31,6 +31,7 @@ def test_gpu_check_reports_driver_failure() -> None:
 
 
 def test_gpu_check_passes_with_a_gpu() -> None:
-    report = check_gpu(run=lambda cmd: _proc(0, "NVIDIA H200, 570.1, 143771 MiB\n"),
-                       which=lambda _: "/x")
+    report = check_gpu(
+        run=lambda cmd: _proc(0, "NVIDIA H200, 570.1, 143771 MiB\n"), which=lambda _: "/x"
+    )
     assert report.ok and "H200" in report.message

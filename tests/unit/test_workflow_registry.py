@@ -10,14 +10,26 @@ from handler.workflow_check import check_registry, combo_options
 from handler.workflows import WorkflowConfigError, build_prompt, load_registry, node_by_title
 
 GRAPH = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}, "_meta": {"title": "Input Image"}},
-    "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "RealESRGAN_x4plus.pth"},
-          "_meta": {"title": "Model"}},
-    "3": {"class_type": "FitLongEdge", "inputs": {"image": ["1", 0], "model": ["2", 0],
-                                                 "target": 2048, "mode": "lanczos"},
-          "_meta": {"title": "Fit"}},
-    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"},
-          "_meta": {"title": "Output"}},
+    "1": {
+        "class_type": "LoadImage",
+        "inputs": {"image": "x.png"},
+        "_meta": {"title": "Input Image"},
+    },
+    "2": {
+        "class_type": "UpscaleModelLoader",
+        "inputs": {"model_name": "RealESRGAN_x4plus.pth"},
+        "_meta": {"title": "Model"},
+    },
+    "3": {
+        "class_type": "FitLongEdge",
+        "inputs": {"image": ["1", 0], "model": ["2", 0], "target": 2048, "mode": "lanczos"},
+        "_meta": {"title": "Fit"},
+    },
+    "4": {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["3", 0], "filename_prefix": "x"},
+        "_meta": {"title": "Output"},
+    },
 }
 BINDING = {
     "type": "upscale_2k",
@@ -33,11 +45,22 @@ OBJECT_INFO = {
     "UpscaleModelLoader": {
         "input": {"required": {"model_name": ["COMBO", {"options": ["RealESRGAN_x4plus.pth"]}]}}
     },
-    "FitLongEdge": {"input": {"required": {"image": ["IMAGE"], "model": ["UPSCALE_MODEL"],
-                                          "target": ["INT", {"default": 2048}],
-                                          "mode": [["lanczos", "bicubic"], {}]}}},
-    "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}]},
-                            "hidden": {"prompt": "PROMPT"}}},
+    "FitLongEdge": {
+        "input": {
+            "required": {
+                "image": ["IMAGE"],
+                "model": ["UPSCALE_MODEL"],
+                "target": ["INT", {"default": 2048}],
+                "mode": [["lanczos", "bicubic"], {}],
+            }
+        }
+    },
+    "SaveImage": {
+        "input": {
+            "required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}]},
+            "hidden": {"prompt": "PROMPT"},
+        }
+    },
 }
 
 
@@ -50,8 +73,13 @@ def write(folder: Path, graph: dict = GRAPH, binding: dict = BINDING) -> Path:
 def test_prompt_is_built_by_title(tmp_path: Path) -> None:
     registry = load_registry(write(tmp_path), ["upscale_2k"])
     params = validate_params("upscale_2k", {"target": 1500})
-    prompt = build_prompt(registry["upscale_2k"], params, image_name="sp/j/in.png",
-                          mask_name=None, output_prefix="sp/j/out")
+    prompt = build_prompt(
+        registry["upscale_2k"],
+        params,
+        image_name="sp/j/in.png",
+        mask_name=None,
+        output_prefix="sp/j/out",
+    )
     assert prompt["1"]["inputs"]["image"] == "sp/j/in.png"
     assert prompt["3"]["inputs"]["target"] == 1500
     assert prompt["4"]["inputs"]["filename_prefix"] == "sp/j/out"
@@ -103,25 +131,31 @@ def test_binding_must_cover_every_param(tmp_path: Path) -> None:
 
 
 def test_binding_title_must_exist(tmp_path: Path) -> None:
-    binding = dict(BINDING, params={"target": {"node": "Nope", "input": "target"},
-                                    "output_format": None})
+    binding = dict(
+        BINDING, params={"target": {"node": "Nope", "input": "target"}, "output_format": None}
+    )
     with pytest.raises(WorkflowConfigError, match="Nope"):
         load_registry(write(tmp_path, binding=binding), ["upscale_2k"])
 
 
 def test_optional_mask_node_is_pruned_with_its_links(tmp_path: Path) -> None:
     graph = json.loads(json.dumps(GRAPH))
-    graph["5"] = {"class_type": "LoadImage", "inputs": {"image": "m.png"},
-                  "_meta": {"title": "Mask Image"}}
+    graph["5"] = {
+        "class_type": "LoadImage",
+        "inputs": {"image": "m.png"},
+        "_meta": {"title": "Mask Image"},
+    }
     graph["3"]["inputs"]["mask"] = ["5", 0]
     binding = dict(BINDING, mask_input={"node": "Mask Image", "input": "image"})
     registry = load_registry(write(tmp_path, graph, binding), ["upscale_2k"])
     params = validate_params("upscale_2k", {})
-    pruned = build_prompt(registry["upscale_2k"], params, image_name="a", mask_name=None,
-                          output_prefix="o")
+    pruned = build_prompt(
+        registry["upscale_2k"], params, image_name="a", mask_name=None, output_prefix="o"
+    )
     assert node_by_title(pruned, "Mask Image") is None and "mask" not in pruned["3"]["inputs"]
-    kept = build_prompt(registry["upscale_2k"], params, image_name="a", mask_name="m2",
-                        output_prefix="o")
+    kept = build_prompt(
+        registry["upscale_2k"], params, image_name="a", mask_name="m2", output_prefix="o"
+    )
     assert kept["5"]["inputs"]["image"] == "m2" and kept["3"]["inputs"]["mask"] == ["5", 0]
 
 
