@@ -1,0 +1,274 @@
+# syntax=docker/dockerfile:1.7.1
+#
+# SimplyPNG worker image (Runpod serverless): CUDA base + one venv holding ComfyUI and the
+# worker, the simplypng node pack, and the models of models.lock baked in one layer each.
+# A build-time self-test runs every baked workflow on the real weights before the image
+# can exist. Targets: `worker` (default, last stage) and `api` (the control plane).
+#
+#   docker buildx build --platform linux/amd64 -t REGISTRY/simplypng-worker:TAG .
+#   docker buildx build --target api -t REGISTRY/simplypng-api:TAG .
+#
+# Build args (defaults below):
+#   BASE_IMAGE      exact CUDA base tag; append @sha256:... to pin the digest as well
+#   TORCH_CUDA      CUDA major.minor that BASE_IMAGE and the torch wheel must share
+#   TORCH_VERSION / TORCHVISION_VERSION / TORCH_INDEX_URL   the torch build (== pins)
+#   COMFYUI_REF / COMFYUI_COMMIT / COMFYUI_REPO              the ComfyUI release
+#   BAKE_TASKS      processing types whose models are baked (comma list); the worker
+#                   serves exactly these (ENABLED_TYPES defaults to it)
+#   SKIP_SELFTEST=1 skip the self-test (local iteration only; never for a release)
+#   RUN_AS          user the worker runs as (default: unprivileged `simplypng`)
+
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
+ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
+ARG TORCH_CUDA=13.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+# PyPI's Linux torch wheels are the CUDA 13.0 builds; another CUDA line needs its own
+# index (e.g. https://download.pytorch.org/whl/cu128) together with BASE_IMAGE and TORCH_CUDA.
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+ARG COMFYUI_REPO=https://github.com/Comfy-Org/ComfyUI.git
+ARG COMFYUI_REF=v0.3.64
+# Commit (or prefix) that COMFYUI_REF must resolve to: a moved tag fails the build.
+# Empty skips the check.
+ARG COMFYUI_COMMIT=a125cd84
+ARG BAKE_TASKS=bg_remove,cutout_subject,object_remove,white_bg_ecomm,upscale_2k,jpeg_to_png
+ARG SKIP_SELFTEST=0
+ARG RUN_AS=simplypng
+
+# --- base: CUDA runtime + the distribution's Python 3.12, nothing else ----------------------
+FROM ${BASE_IMAGE} AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# tini is PID 1: it reaps the ComfyUI child and forwards SIGTERM on scale-down.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/*
+
+# --- comfyui: the pinned ComfyUI source, byte-compiled, without its git history -------------
+FROM base AS comfyui
+ARG COMFYUI_REPO
+ARG COMFYUI_REF
+ARG COMFYUI_COMMIT
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git \
+ && rm -rf /var/lib/apt/lists/*
+RUN git clone --depth 1 --branch "${COMFYUI_REF}" "${COMFYUI_REPO}" /comfyui \
+ && head="$(git -C /comfyui rev-parse HEAD)" \
+ && case "${head}" in \
+      "${COMFYUI_COMMIT}"*) echo "ComfyUI ${COMFYUI_REF} at ${head}" ;; \
+      *) echo "ComfyUI ${COMFYUI_REF} resolved to ${head}, expected ${COMFYUI_COMMIT}" >&2; exit 1 ;; \
+    esac \
+ && rm -rf /comfyui/.git /comfyui/.github /comfyui/tests /comfyui/tests-unit \
+ && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /comfyui
+
+# --- pybuild: base + venv/pip support, for the stages that install Python packages ----------
+FROM base AS pybuild
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+# --- venv: torch (pinned CUDA build), ComfyUI's requirements, the worker's dependencies -----
+FROM pybuild AS venv
+ARG TORCH_CUDA
+ARG TORCH_VERSION
+ARG TORCHVISION_VERSION
+ARG TORCH_INDEX_URL
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --index-url "${TORCH_INDEX_URL}" \
+      "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+COPY docker/constraints.txt docker/pyproject_reqs.py docker/verify_image.py pyproject.toml /build/
+COPY --from=comfyui /comfyui/requirements.txt /build/comfyui-requirements.txt
+# torchaudio is left out: its releases stopped at 2.11 (no build matches our torch) and
+# ComfyUI only needs it for audio nodes, which it skips with a warning when it is absent.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    printf 'torch==%s\ntorchvision==%s\n' "${TORCH_VERSION}" "${TORCHVISION_VERSION}" \
+      > /build/torch-constraints.txt \
+ && grep -v -i -E '^[[:space:]]*torchaudio([^a-z0-9_.-]|$)' /build/comfyui-requirements.txt \
+      > /build/comfyui-req.txt \
+ && python /build/pyproject_reqs.py /build/pyproject.toml worker nodes > /build/app-req.txt \
+ && pip install -c /build/constraints.txt -c /build/torch-constraints.txt \
+      -r /build/comfyui-req.txt -r /build/app-req.txt \
+ && pip uninstall -y spandrel_extra_arches \
+ && pip check \
+ && python /build/verify_image.py --forbid spandrel_extra_arches \
+      --torch "${TORCH_VERSION}" --cuda "${TORCH_CUDA}" \
+ && rm -rf /build
+
+# --- api: the control plane (api_stub), a slim CPU image -----------------------------------
+FROM ${PYTHON_IMAGE} AS api
+# Standalone defaults (SQLite and local storage under /data, mount a volume there);
+# docker-compose.yml and real deployments point DATABASE_URL and STORAGE elsewhere.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    DATABASE_URL=sqlite:////data/simplypng.db \
+    LOCAL_STORAGE_DIR=/data/storage
+RUN groupadd --system --gid 10001 simplypng \
+ && useradd --system --uid 10001 --gid simplypng --home-dir /home/simplypng --create-home simplypng \
+ && mkdir -p /data \
+ && chown simplypng:simplypng /data
+COPY docker/constraints.txt docker/pyproject_reqs.py pyproject.toml /build/
+RUN python /build/pyproject_reqs.py /build/pyproject.toml api > /build/api-req.txt \
+ && pip install -c /build/constraints.txt -r /build/api-req.txt \
+ && rm -rf /build
+WORKDIR /app
+COPY pyproject.toml README.md /app/
+COPY handler /app/handler
+COPY api_stub /app/api_stub
+RUN pip install --no-deps -e /app \
+ && python -m compileall -q --invalidation-mode unchecked-hash /app/handler /app/api_stub
+USER simplypng
+EXPOSE 8080
+CMD ["python", "-m", "api_stub", "serve"]
+
+# --- models-lock: models.lock split per model, only the models BAKE_TASKS needs -----------
+FROM base AS models-lock
+ARG BAKE_TASKS
+COPY docker/lockutil.py /opt/lock/docker/lockutil.py
+COPY handler/models_lock.py /opt/lock/handler/models_lock.py
+COPY models.lock /opt/lock/models.lock
+RUN touch /opt/lock/handler/__init__.py \
+ && python3 /opt/lock/docker/lockutil.py split --lock /opt/lock/models.lock --out /lock \
+      --tasks "${BAKE_TASKS}"
+
+# --- fetcher: scripts/fetch_models.py with the little it imports (httpx, models_lock) ------
+# Kept apart from the venv and the app code so that editing them never re-downloads weights.
+FROM pybuild AS fetcher
+RUN python3 -m venv /opt/fetch/venv \
+ && /opt/fetch/venv/bin/pip install --no-cache-dir "httpx==0.28.1"
+ENV PATH=/opt/fetch/venv/bin:$PATH
+COPY handler/models_lock.py /opt/fetch/handler/models_lock.py
+COPY scripts/fetch_models.py /opt/fetch/scripts/fetch_models.py
+RUN touch /opt/fetch/handler/__init__.py
+
+# One stage per model of models.lock. Each downloads (and checks the size and sha256 of) its
+# own files, or nothing when no baked task needs the model; its /models tree becomes one
+# layer of the runtime stage.
+# >>> weights stages: generated by `python docker/lockutil.py render`
+FROM fetcher AS weights-birefnet-general
+COPY --from=models-lock /lock/birefnet-general/ /lock/
+RUN mkdir -p /models \
+ && if [ -f /lock/models.lock ]; then \
+      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
+    else echo "birefnet-general: no task in BAKE_TASKS needs it"; fi
+
+FROM fetcher AS weights-big-lama
+COPY --from=models-lock /lock/big-lama/ /lock/
+RUN mkdir -p /models \
+ && if [ -f /lock/models.lock ]; then \
+      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
+    else echo "big-lama: no task in BAKE_TASKS needs it"; fi
+
+FROM fetcher AS weights-realesrgan-x4plus
+COPY --from=models-lock /lock/realesrgan-x4plus/ /lock/
+RUN mkdir -p /models \
+ && if [ -f /lock/models.lock ]; then \
+      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
+    else echo "realesrgan-x4plus: no task in BAKE_TASKS needs it"; fi
+
+FROM fetcher AS weights-realesrgan-x2plus
+COPY --from=models-lock /lock/realesrgan-x2plus/ /lock/
+RUN mkdir -p /models \
+ && if [ -f /lock/models.lock ]; then \
+      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
+    else echo "realesrgan-x2plus: no task in BAKE_TASKS needs it"; fi
+
+FROM fetcher AS weights-realesr-general-x4v3
+COPY --from=models-lock /lock/realesr-general-x4v3/ /lock/
+RUN mkdir -p /models \
+ && if [ -f /lock/models.lock ]; then \
+      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
+    else echo "realesr-general-x4v3: no task in BAKE_TASKS needs it"; fi
+
+# <<< weights stages
+
+# --- runtime: everything the worker needs, assembled from the stages above -----------------
+FROM base AS runtime
+ARG TORCH_CUDA
+ARG TORCH_VERSION
+ARG BAKE_TASKS
+ARG RUN_AS
+ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    PIP_NO_CACHE_DIR=1 \
+    COMFYUI_DIR=/comfyui \
+    COMFYUI_PYTHON=/opt/venv/bin/python \
+    WORKFLOWS_DIR=/app/workflows \
+    MODELS_LOCK=/app/models.lock \
+    SIMPLYPNG_MODELS_LOCK=/app/models.lock \
+    ENABLED_TYPES=${BAKE_TASKS} \
+    REQUIRE_GPU=true \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1
+RUN groupadd --system --gid 10001 simplypng \
+ && useradd --system --uid 10001 --gid simplypng --home-dir /home/simplypng --create-home simplypng
+# Largest and least often changed first; --link keeps each layer independent of the ones
+# before it, so a changed model or dependency set rebuilds and re-pushes only its layer.
+COPY --link --from=venv /opt/venv /opt/venv
+COPY --link --from=comfyui /comfyui /comfyui
+# >>> weights layers: generated by `python docker/lockutil.py render`
+COPY --link --from=weights-birefnet-general /models/ /comfyui/models/
+COPY --link --from=weights-big-lama /models/ /comfyui/models/
+COPY --link --from=weights-realesrgan-x4plus /models/ /comfyui/models/
+COPY --link --from=weights-realesrgan-x2plus /models/ /comfyui/models/
+COPY --link --from=weights-realesr-general-x4v3 /models/ /comfyui/models/
+# <<< weights layers
+COPY --link comfy_nodes/simplypng /comfyui/custom_nodes/simplypng
+COPY --link pyproject.toml README.md models.lock /app/
+COPY --link handler /app/handler
+COPY --link workflows /app/workflows
+COPY --link scripts /app/scripts
+COPY --link docker/verify_image.py /app/docker/verify_image.py
+# The project is installed editable (no dependencies: they are in the venv already), so
+# its paths resolve under /app exactly as in a checkout. Then the image is checked: its env
+# is a valid worker configuration, no forbidden package, the torch build, and every baked
+# file's size and sha256.
+RUN pip install --no-deps -e /app \
+ && python -c "from handler.settings import Settings; Settings.from_env()" \
+ && pip uninstall -y spandrel_extra_arches \
+ && python /app/docker/verify_image.py --forbid spandrel_extra_arches \
+      --torch "${TORCH_VERSION}" --cuda "${TORCH_CUDA}" \
+ && python /app/scripts/fetch_models.py --verify-only --lock /app/models.lock \
+      --dest /comfyui/models --tasks "${BAKE_TASKS}" \
+ && python -m compileall -q --invalidation-mode unchecked-hash \
+      /app/handler /comfyui/custom_nodes/simplypng \
+ && chmod 0755 /app/scripts/start.sh \
+ && mkdir -p /comfyui/input /comfyui/output /comfyui/temp /comfyui/user \
+ && chown -R simplypng:simplypng /comfyui/input /comfyui/output /comfyui/temp /comfyui/user
+WORKDIR /app
+USER ${RUN_AS}
+
+# --- selftest: every baked workflow on the real weights, offline ---------------------------
+# Builds have no GPU, so this runs on the CPU (REQUIRE_GPU=false); --network=none proves
+# that nothing is downloaded at run time.
+FROM runtime AS selftest
+ARG SKIP_SELFTEST
+RUN --network=none \
+    if [ "${SKIP_SELFTEST}" = "1" ]; then \
+      echo "self-test skipped (SKIP_SELFTEST=1)" > /tmp/selftest.txt; \
+    else \
+      REQUIRE_GPU=false python /app/scripts/selftest.py \
+      && echo "self-test passed" > /tmp/selftest.txt; \
+    fi
+
+# --- worker (default target): the runtime, once the self-test has passed ------------------
+FROM runtime AS worker
+ARG COMFYUI_REF
+ARG BAKE_TASKS
+LABEL org.opencontainers.image.title="simplypng-worker" \
+      org.opencontainers.image.description="SimplyPNG Runpod worker on ComfyUI" \
+      io.simplypng.comfyui.ref="${COMFYUI_REF}" \
+      io.simplypng.bake-tasks="${BAKE_TASKS}"
+# The final image depends on the self-test stage: a failing self-test fails the build.
+COPY --from=selftest /tmp/selftest.txt /app/SELFTEST.txt
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["/app/scripts/start.sh"]
