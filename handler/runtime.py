@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from handler.comfy.client import ComfyClient
-from handler.comfy.supervisor import ComfySupervisor
+from handler.comfy.supervisor import ComfyStartError, ComfySupervisor
 from handler.errors import JobError
 from handler.models_lock import ModelsLock
 from handler.pipeline import Progress, WorkerContext, run_job
@@ -69,7 +69,10 @@ class WorkerRuntime:
             raise StartupError(f"workflow files are invalid: {exc}") from exc
         supervisor = ComfySupervisor(settings)
         self.supervisor = supervisor
-        await supervisor.start()
+        try:
+            await supervisor.start()
+        except ComfyStartError as exc:
+            raise StartupError(f"ComfyUI did not start: {exc}") from exc
         comfy = ComfyClient(supervisor.base_url, idle_timeout_s=settings.comfyui_idle_timeout_s)
         problems = check_registry(registry, await comfy.object_info())
         if problems:

@@ -1,0 +1,242 @@
+"""The local ComfyUI server: attach to a running one, or start main.py as a child and keep it up.
+
+Child mode starts `COMFYUI_PYTHON main.py --listen 127.0.0.1 --port P ...` in COMFYUI_DIR in
+its own process group, streams its output to our log, waits until GET /system_stats answers,
+restarts it (bounded, with backoff) when it dies, and stops the whole group on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections import deque
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from handler.settings import Settings
+
+log = logging.getLogger(__name__)
+child_log = logging.getLogger("handler.comfy.comfyui")
+
+State = Literal["starting", "ready", "restarting", "failed", "attached", "stopped"]
+TAIL_LINES = 20
+READER_DRAIN_S = 2.0
+
+
+class ComfyStartError(RuntimeError):
+    """ComfyUI did not become ready (exited early, missed its deadline, or is unreachable)."""
+
+
+class ComfySupervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_restarts: int = 5,
+        restart_backoff_s: float = 1.0,
+        stop_grace_s: float = 10.0,
+        poll_interval_s: float = 0.25,
+    ):
+        if settings.comfyui_url is None and settings.comfyui_dir is None:
+            raise ComfyStartError("set COMFYUI_URL (attach) or COMFYUI_DIR (start ComfyUI)")
+        self.settings = settings
+        self.max_restarts = max_restarts
+        self.restart_backoff_s = restart_backoff_s
+        self.stop_grace_s = stop_grace_s
+        self.poll_interval_s = poll_interval_s
+        self.attached = settings.comfyui_url is not None
+        self.state: State = "starting"
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._reader: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ---- where things are -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self.settings.comfyui_url is not None:
+            return self.settings.comfyui_url.rstrip("/")
+        return f"http://127.0.0.1:{self.settings.comfyui_port}"
+
+    def _folder(self, configured: Path | None, name: str) -> Path | None:
+        if configured is not None:
+            return configured
+        if self.attached or self.settings.comfyui_dir is None:
+            return None  # an attached server's folders are unknown unless configured
+        return self.settings.comfyui_dir / name
+
+    @property
+    def input_dir(self) -> Path | None:
+        return self._folder(self.settings.comfyui_input_dir, "input")
+
+    @property
+    def output_dir(self) -> Path | None:
+        return self._folder(self.settings.comfyui_output_dir, "output")
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "url": self.base_url,
+            "last_exit_code": self.last_exit_code,
+        }
+
+    def command(self) -> list[str]:
+        """The child's command line (flags as documented for ComfyUI 0.3.64)."""
+        s = self.settings
+        cmd = [s.comfyui_python, "main.py", "--listen", "127.0.0.1", "--port", str(s.comfyui_port)]
+        cmd += ["--disable-metadata", "--disable-api-nodes"]
+        if s.comfyui_input_dir is not None:
+            cmd += ["--input-directory", str(s.comfyui_input_dir)]
+        if s.comfyui_output_dir is not None:
+            cmd += ["--output-directory", str(s.comfyui_output_dir)]
+        return cmd + list(s.comfyui_extra_args)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Return once ComfyUI answers GET /system_stats; raise ComfyStartError otherwise."""
+        if self.attached:
+            await self._wait_ready(None)
+            self.state = "attached"
+            log.info("attached to ComfyUI at %s", self.base_url)
+            return
+        try:
+            await self._spawn_until_ready()
+        except ComfyStartError:
+            self.state = "failed"
+            raise
+        self.state = "ready"
+        self._monitor = asyncio.create_task(self._watch(), name="comfyui-monitor")
+
+    async def stop(self) -> None:
+        """Stop the child's whole process group: SIGINT, then SIGKILL after the grace period."""
+        self._stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await self._terminate()
+        if not self.attached:
+            self.state = "stopped"
+
+    async def _spawn_until_ready(self) -> None:
+        await self._spawn()
+        try:
+            await self._wait_ready(self._process)
+        except ComfyStartError:
+            for line in self._tail:
+                log.error("comfyui| %s", line)
+            await self._terminate()
+            raise
+
+    async def _spawn(self) -> None:
+        assert self.settings.comfyui_dir is not None
+        cmd = self.command()
+        log.info("starting ComfyUI: %s (in %s)", " ".join(cmd), self.settings.comfyui_dir)
+        self._tail.clear()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=self.settings.comfyui_dir,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches grandchildren
+            )
+        except OSError as exc:
+            raise ComfyStartError(f"could not start ComfyUI: {exc}") from exc
+        self._reader = asyncio.create_task(self._pump(self._process), name="comfyui-log")
+
+    async def _pump(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self._tail.append(line)
+            child_log.info("%s", line)
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process | None) -> None:
+        deadline = asyncio.get_running_loop().time() + self.settings.comfyui_start_timeout_s
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+            while True:
+                if process is not None and process.returncode is not None:
+                    self.last_exit_code = process.returncode
+                    raise ComfyStartError(
+                        f"ComfyUI exited with code {process.returncode} before it was ready"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await http.get(f"{self.base_url}/system_stats")
+                    if response.status_code == 200:
+                        return
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise ComfyStartError(
+                        f"ComfyUI did not answer {self.base_url}/system_stats within "
+                        f"{self.settings.comfyui_start_timeout_s:g} s"
+                    )
+                await asyncio.sleep(self.poll_interval_s)
+
+    async def _watch(self) -> None:
+        """Restart the child when it dies; give up after max_restarts failed starts in a row."""
+        failures = 0
+        while not self._stopping:
+            assert self._process is not None
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            self.last_exit_code = code
+            self.state = "restarting"
+            log.error("ComfyUI exited with code %s; last output:", code)
+            for line in self._tail:
+                log.error("comfyui| %s", line)
+            await self._terminate()  # reap it and whatever it left running in its group
+            while True:
+                if failures >= self.max_restarts:
+                    self.state = "failed"
+                    log.error("ComfyUI failed %d restarts in a row; giving up", failures)
+                    return
+                await asyncio.sleep(self.restart_backoff_s * 2**failures)
+                self.restarts += 1
+                try:
+                    await self._spawn_until_ready()
+                except ComfyStartError as exc:
+                    failures += 1
+                    log.error("ComfyUI restart failed: %s", exc)
+                    continue
+                failures = 0
+                self.state = "ready"
+                break
+
+    async def _terminate(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), self.stop_grace_s)
+        except TimeoutError:
+            log.warning("ComfyUI ignored SIGINT for %g s; killing it", self.stop_grace_s)
+        # Also reaches grandchildren that outlived the main process.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        if self._reader is not None:
+            # The log pipe closes once the whole group is gone; do not hang on a straggler.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, READER_DRAIN_S)
+        self._process = None
