@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     INPUT_NOT_IMAGE = "INPUT_NOT_IMAGE"
     WORKFLOW_INVALID = "WORKFLOW_INVALID"
     NODE_ERROR = "NODE_ERROR"
+    NO_SUBJECT = "NO_SUBJECT"
     COMFYUI_UNAVAILABLE = "COMFYUI_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
@@ -37,6 +38,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INPUT_NOT_IMAGE: "An input is not a decodable image.",
     ErrorCode.WORKFLOW_INVALID: "ComfyUI rejected the workflow (HTTP 400 or non-empty node_errors).",
     ErrorCode.NODE_ERROR: "A ComfyUI node raised during execution; details name the node.",
+    ErrorCode.NO_SUBJECT: "No subject was found in the image (cutout and e-commerce layout).",
     ErrorCode.COMFYUI_UNAVAILABLE: "The local ComfyUI server could not be reached.",
     ErrorCode.TIMEOUT: "The job ran past timeout_s; the prompt was interrupted.",
     ErrorCode.CANCELLED: "The job was cancelled; the prompt was interrupted.",
@@ -62,3 +64,24 @@ def one_line(text: str, limit: int = 500) -> str:
     """Collapse whitespace so messages stay single-line and bounded."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# Our node pack raises these for input it cannot process; they are the caller's problem,
+# not a worker fault, so they get their own codes (matched by class name: ComfyUI reports
+# the dotted type with whatever module path the pack was imported under).
+NODE_EXCEPTION_CODES: dict[str, ErrorCode] = {
+    "NoSubjectError": ErrorCode.NO_SUBJECT,
+    "InvalidRegionsError": ErrorCode.INVALID_PARAMS,
+    "InvalidColourError": ErrorCode.INVALID_PARAMS,
+}
+
+
+def classify_node_error(error: JobError) -> JobError:
+    """Re-code a NODE_ERROR raised by one of our node pack's input errors."""
+    if error.code is not ErrorCode.NODE_ERROR:
+        return error
+    name = str(error.details.get("exception_type") or "").rsplit(".", 1)[-1]
+    code = NODE_EXCEPTION_CODES.get(name)
+    if code is None:
+        return error
+    return JobError(code, error.message, error.details)

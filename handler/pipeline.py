@@ -30,7 +30,7 @@ from handler.contract import (
     parse_payload,
 )
 from handler.decode import to_png_bytes
-from handler.errors import ErrorCode, JobError
+from handler.errors import ErrorCode, JobError, classify_node_error
 from handler.inputs import load_input
 from handler.models_lock import ModelsLock
 from handler.outputs import encode, sanitize
@@ -195,7 +195,12 @@ async def _process_one(
         fraction = float(getattr(event, "fraction", 0.0) or 0.0)
         report("execute", 100.0 * (index + fraction) / count)
 
-    result = await ctx.comfy.run_prompt(prompt, timeout_s=_remaining(job), on_progress=on_progress)
+    try:
+        result = await ctx.comfy.run_prompt(
+            prompt, timeout_s=_remaining(job), on_progress=on_progress
+        )
+    except JobError as exc:
+        raise classify_node_error(exc) from None
     timer.add("queue", result.timings.get("queue_s", 0.0))
     execute_s = result.timings.get("execute_s", 0.0)
     timer.add("execute", execute_s)

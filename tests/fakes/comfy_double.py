@@ -23,7 +23,7 @@ ComfyUI's main.py: `python -m tests.fakes.comfy_double --port P [--base-director
 [--input-directory D] [--output-directory D] [--node-pack DIR] [--startup-delay S]` (from the
 repository root; other ComfyUI flags are accepted and ignored), or from a fake main.py that
 calls `tests.fakes.comfy_double.main()`.
-Not supported: lists (INPUT_IS_LIST / OUTPUT_IS_LIST), subgraph expansion, async nodes,
+Lists (OUTPUT_IS_LIST mapped over consumers, INPUT_IS_LIST) are modelled. Not supported: subgraph expansion, async nodes,
 V3 (io.ComfyNode) classes, model management, execution blockers.
 """
 
@@ -85,6 +85,10 @@ SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": MAX_UPL
 _BINARY = "__binary__"  # outbox marker for binary (preview) frames
 _PREVIEW_IMAGE, _PREVIEW_IMAGE_WITH_METADATA = 1, 4  # ComfyUI's BinaryEventTypes
 _HTTP_500_TEXT = "500 Internal Server Error\n\nServer got itself in trouble"
+
+
+class _ListValue(list):
+    """An output that ComfyUI treats as a list of items (OUTPUT_IS_LIST)."""
 
 
 class DoubleInjectedError(RuntimeError):
@@ -786,6 +790,34 @@ class ComfyDouble:
                     raise DoubleInjectedError(message)
             return getattr(obj, method)(**kwargs)
 
+    def _call_mapped(
+        self, run: _Run, node_id: str, class_type: str, obj: Any, cls: type, kwargs: dict
+    ) -> Any:
+        """ComfyUI's list mapping: a list-valued input (from an OUTPUT_IS_LIST output) runs
+        the node once per item unless the node sets INPUT_IS_LIST; results are gathered."""
+        lists = {k: v for k, v in kwargs.items() if isinstance(v, _ListValue)}
+        if not lists or getattr(cls, "INPUT_IS_LIST", False):
+            return self._call_node(run, node_id, class_type, obj, cls.FUNCTION, kwargs)
+        count = max(len(v) for v in lists.values())
+        gathered: list[list[Any]] = []
+        ui: dict[str, list[Any]] = {}
+        for index in range(count):
+            item = {
+                k: (v[min(index, len(v) - 1)] if isinstance(v, _ListValue) else v)
+                for k, v in kwargs.items()
+            }
+            result = self._call_node(run, node_id, class_type, obj, cls.FUNCTION, item)
+            if isinstance(result, dict):
+                for key, values in (result.get("ui") or {}).items():
+                    ui.setdefault(key, []).extend(values)
+                result = result.get("result", ())
+            for position, value in enumerate(tuple(result or ())):
+                if len(gathered) <= position:
+                    gathered.append([])
+                gathered[position].append(value)
+        outputs = tuple(_ListValue(values) for values in gathered)
+        return {"result": outputs, "ui": ui} if ui else outputs
+
     async def _execute(self, item: tuple[Any, ...]) -> tuple[bool, list[Any], dict[str, Any]]:
         _number, prompt_id, prompt, extra_data, outputs = item
         self._interrupt.clear()
@@ -886,7 +918,7 @@ class ComfyDouble:
                 if pending:
                     return {"pending": pending}
             result = await asyncio.to_thread(
-                self._call_node, run, node_id, class_type, obj, cls.FUNCTION, kwargs
+                self._call_mapped, run, node_id, class_type, obj, cls, kwargs
             )
         except InterruptProcessingException:
             return {"interrupted": True}
@@ -902,6 +934,13 @@ class ComfyDouble:
             outputs, ui = tuple(result.get("result", ())), result.get("ui") or None
         else:
             outputs, ui = (tuple(result) if result is not None else ()), None
+        is_list = getattr(cls, "OUTPUT_IS_LIST", ())
+        outputs = tuple(
+            _ListValue(v)
+            if i < len(is_list) and is_list[i] and not isinstance(v, _ListValue)
+            else v
+            for i, v in enumerate(outputs)
+        )
         self._cache[signature] = (outputs, ui)
         graph.values[node_id] = outputs
         if ui and run.client_id is not None:
