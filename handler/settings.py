@@ -122,6 +122,13 @@ class Settings(BaseModel):
     require_gpu: bool = Field(
         False, description="Fail at start unless nvidia-smi reports a GPU (set in the image)."
     )
+    runpod_log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = Field(
+        "INFO",
+        description="runpod SDK log level; at DEBUG the SDK logs whole job inputs (keys, URLs).",
+    )
+    runpod_webhook_post_output: str | None = Field(
+        None, description="Set by Runpod on its workers; progress updates are sent only then."
+    )
     boot_epoch: float | None = Field(
         None,
         description="Container start time (unix s), set by scripts/start.sh for cold-start logs.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -50,11 +51,18 @@ def main() -> int:
                 "comfyui": runtime.health(),
             },
         )
-        import runpod  # imported late: it reads argv/env at import time
+        # runpod reads its log level from the environment when imported; at its default
+        # (DEBUG) it logs every job input, which holds callback keys and signed URLs.
+        os.environ["RUNPOD_LOG_LEVEL"] = settings.runpod_log_level
+        import runpod
 
+        # Off Runpod (--test_input, --rp_serve_api) there is no job-stream URL to post to.
+        on_runpod = settings.runpod_webhook_post_output is not None
         runpod.serverless.start(
             {
-                "handler": make_handler(runtime, runpod.serverless.progress_update),
+                "handler": make_handler(
+                    runtime, runpod.serverless.progress_update if on_runpod else None
+                ),
                 "concurrency_modifier": lambda _current: settings.concurrency,
             }
         )

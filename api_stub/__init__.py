@@ -1,0 +1,1 @@
+"""SimplyPNG control plane: jobs, credits, dispatch to Runpod and the signed callback receiver."""

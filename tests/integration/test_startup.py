@@ -1,0 +1,83 @@
+"""Start logic against the ComfyUI test double: readiness, workflow validation, warm-up."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from handler.runtime import StartupError, WorkerRuntime
+from handler.settings import REPO_ROOT, Settings
+from tests.fakes.comfy_double import ComfyDouble, Faults, serve_in_thread
+
+
+def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
+    before = len([r for r in double.requests if r.get("path") == "/prompt"])
+    settings = Settings(
+        comfyui_url=double.base_url,
+        comfyui_input_dir=double.input_dir,
+        comfyui_output_dir=double.output_dir,
+    )
+    runtime = WorkerRuntime(settings)
+    try:
+        ctx = runtime.start()
+        assert set(ctx.registry) == {"bg_remove", "cutout_subject", "object_remove",
+                                     "white_bg_ecomm", "upscale_2k", "jpeg_to_png"}
+        assert ctx.comfyui_version == "0.3.64-double"
+        prompts = [r for r in double.requests if r.get("path") == "/prompt"][before:]
+        assert len(prompts) == 6, "one warm-up prompt per enabled type"
+        assert runtime.health()["state"] == "attached"
+        assert not list((double.input_dir / "simplypng").glob("warmup-*"))
+    finally:
+        runtime.stop()
+
+
+def test_refuses_to_start_when_a_node_is_missing(tmp_path: Path) -> None:
+    bare = ComfyDouble(tmp_path / "bare")  # no node pack installed
+    with serve_in_thread(bare):
+        runtime = WorkerRuntime(Settings(comfyui_url=bare.base_url, warmup=False))
+        with pytest.raises(StartupError) as info:
+            runtime.start()
+        runtime.stop()
+    message = str(info.value)
+    assert "SimplyPNGMatte" in message and "not installed" in message
+    assert "'Matte'" in message  # names the node by its title
+
+
+def test_only_enabled_types_are_validated(tmp_path: Path) -> None:
+    bare = ComfyDouble(tmp_path / "bare")
+    with serve_in_thread(bare):
+        runtime = WorkerRuntime(
+            Settings(comfyui_url=bare.base_url, enabled_types=["jpeg_to_png"], warmup=False)
+        )
+        with pytest.raises(StartupError, match="SimplyPNGColourKey"):
+            runtime.start()  # its colour/subject variants need the pack
+        runtime.stop()
+
+
+def test_warm_up_failure_refuses_to_start(double: ComfyDouble) -> None:
+    double.faults = Faults(fail={"SimplyPNGSegment": "CUDA error: no kernel image"})
+    runtime = WorkerRuntime(Settings(comfyui_url=double.base_url))
+    try:
+        with pytest.raises(StartupError, match="warm-up failed: NODE_ERROR"):
+            runtime.start()
+    finally:
+        double.faults = Faults()
+        runtime.stop()
+
+
+def test_child_comfyui_that_never_gets_ready_is_reported(tmp_path: Path) -> None:
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text(textwrap.dedent("""
+        import time
+        print("pretending to load models", flush=True)
+        time.sleep(60)
+    """))
+    settings = Settings(comfyui_dir=comfy, comfyui_python="python3", comfyui_start_timeout_s=1.5,
+                        workflows_dir=REPO_ROOT / "workflows")
+    runtime = WorkerRuntime(settings)
+    with pytest.raises(StartupError, match="ComfyUI did not start"):
+        runtime.start()
+    runtime.stop()
