@@ -67,9 +67,9 @@ class WorkerRuntime:
             registry = load_registry(settings.workflows_dir, settings.enabled_types)
         except (WorkflowConfigError, OSError, ValueError) as exc:
             raise StartupError(f"workflow files are invalid: {exc}") from exc
-        supervisor = ComfySupervisor(settings)
-        self.supervisor = supervisor
         try:
+            supervisor = ComfySupervisor(settings)
+            self.supervisor = supervisor
             await supervisor.start()
         except ComfyStartError as exc:
             raise StartupError(f"ComfyUI did not start: {exc}") from exc

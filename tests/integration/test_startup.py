@@ -22,8 +22,14 @@ def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
     runtime = WorkerRuntime(settings)
     try:
         ctx = runtime.start()
-        assert set(ctx.registry) == {"bg_remove", "cutout_subject", "object_remove",
-                                     "white_bg_ecomm", "upscale_2k", "jpeg_to_png"}
+        assert set(ctx.registry) == {
+            "bg_remove",
+            "cutout_subject",
+            "object_remove",
+            "white_bg_ecomm",
+            "upscale_2k",
+            "jpeg_to_png",
+        }
         assert ctx.comfyui_version == "0.3.64-double"
         prompts = [r for r in double.requests if r.get("path") == "/prompt"][before:]
         assert len(prompts) == 6, "one warm-up prompt per enabled type"
@@ -70,14 +76,27 @@ def test_warm_up_failure_refuses_to_start(double: ComfyDouble) -> None:
 def test_child_comfyui_that_never_gets_ready_is_reported(tmp_path: Path) -> None:
     comfy = tmp_path / "ComfyUI"
     comfy.mkdir()
-    (comfy / "main.py").write_text(textwrap.dedent("""
+    (comfy / "main.py").write_text(
+        textwrap.dedent("""
         import time
         print("pretending to load models", flush=True)
         time.sleep(60)
-    """))
-    settings = Settings(comfyui_dir=comfy, comfyui_python="python3", comfyui_start_timeout_s=1.5,
-                        workflows_dir=REPO_ROOT / "workflows")
+    """)
+    )
+    settings = Settings(
+        comfyui_dir=comfy,
+        comfyui_python="python3",
+        comfyui_start_timeout_s=1.5,
+        workflows_dir=REPO_ROOT / "workflows",
+    )
     runtime = WorkerRuntime(settings)
     with pytest.raises(StartupError, match="ComfyUI did not start"):
+        runtime.start()
+    runtime.stop()
+
+
+def test_without_comfyui_configured_the_reason_is_clear() -> None:
+    runtime = WorkerRuntime(Settings(warmup=False))
+    with pytest.raises(StartupError, match="COMFYUI_URL.*COMFYUI_DIR"):
         runtime.start()
     runtime.stop()
