@@ -6,7 +6,6 @@ down. Field descriptions feed the README's configuration table.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -14,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from handler.params import PARAM_SPECS
+from handler.settings import env_values
 
 ALL_TYPES = tuple(PARAM_SPECS)  # the worker's processing types: one source of truth
 # Content types a user may upload; `image/svg+xml` is left out on purpose (it can carry script).
@@ -253,13 +253,7 @@ class ApiSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if name.upper() in env and env[name.upper()] != ""
-        }
-        return cls.model_validate(values)
+        return cls.model_validate(env_values(cls, environ))
 
 
 # Both names are in use: scripts/gen_docs.py imports ApiSettings, the image and compose

@@ -157,10 +157,14 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if name.upper() in env and env[name.upper()] != ""
-        }
-        return cls.model_validate(values)
+        return cls.model_validate(env_values(cls, environ))
+
+
+def env_values(model: type[BaseModel], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The model's fields found in the environment (FIELD_NAME upper-cased; empty = unset)."""
+    env = os.environ if environ is None else environ
+    return {
+        name: env[name.upper()]
+        for name in model.model_fields
+        if name.upper() in env and env[name.upper()] != ""
+    }
