@@ -126,3 +126,40 @@ def test_rp_serve_api_runs_jobs_over_http(served_worker, s3) -> None:
     status = httpx.post(f"{served_worker}/status/{queued['id']}", timeout=60).json()
     assert status["status"] == "FAILED" and "job_id" in status["error"]
     assert "Traceback" not in json.dumps(status)
+
+
+def test_signed_urls_and_keys_never_reach_the_logs(double, s3, tmp_path) -> None:
+    from tests.fakes.http_server import LoopbackHTTPServer, Reply
+
+    with LoopbackHTTPServer() as web:
+        web.route("PUT", "/out/*", Reply(200))
+        web.route("POST", "/hook", Reply(204))
+        key, key_b64 = callback_key()
+        source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
+        job = payload(
+            "jpeg_to_png",
+            source,
+            output_prefix=web.url("/out/") + "?X-Amz-Signature=SIGSECRET123",
+            webhook_url=web.url("/hook") + "?token=HOOKSECRET456",
+            callback_hmac=key_b64,
+        )
+        env = worker_env(double, s3) | {
+            "PYTHONPATH": str(REPO_ROOT),
+            "ALLOW_HTTP_INPUTS": "true",
+            "URL_ALLOWLIST": "127.0.0.0/8",
+            "LOG_LEVEL": "DEBUG",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "handler", "--test_input", json.dumps({"input": job})],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert web.requests_for("POST", "/hook"), "the callback was delivered"
+    logs = proc.stdout + proc.stderr
+    for secret in ("SIGSECRET123", "HOOKSECRET456", key_b64):
+        assert secret not in logs, f"{secret} leaked into the logs"
