@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 from functools import partial
 from typing import Any
@@ -203,17 +204,24 @@ async def _read_capped(response: httpx.Response, cap: int, shown: str) -> bytes:
     return bytes(body)
 
 
+def input_s3_client_factory(settings: Settings) -> S3ClientFactory:
+    """A factory that builds the input client once and then reuses it (see storage)."""
+    return functools.cache(
+        partial(
+            make_s3_client,
+            settings,
+            max_attempts=settings.fetch_max_attempts,
+            connect_timeout=settings.fetch_connect_timeout_s,
+            read_timeout=settings.fetch_read_timeout_s,
+        )
+    )
+
+
 async def _fetch_s3(
     target: ParsedTarget, settings: Settings, factory: S3ClientFactory | None
 ) -> bytes:
     # botocore's standard retry mode retries 5xx, throttling and timeouts, never 4xx.
-    factory = factory or partial(
-        make_s3_client,
-        settings,
-        max_attempts=settings.fetch_max_attempts,
-        connect_timeout=settings.fetch_connect_timeout_s,
-        read_timeout=settings.fetch_read_timeout_s,
-    )
+    factory = factory or input_s3_client_factory(settings)
     return await asyncio.to_thread(_read_s3_object, factory, target, settings.max_input_bytes)
 
 

@@ -110,7 +110,9 @@ def encode_webp(image: Image.Image) -> bytes:
     """Lossless when there is alpha (edges must stay exact), else lossy quality 90."""
     buffer = io.BytesIO()
     if image.mode == "RGBA":
-        image.save(buffer, format="WEBP", lossless=True)
+        # exact=True keeps RGB under alpha 0 as sanitize() left it (zeroed); libwebp would
+        # otherwise rewrite those pixels.
+        image.save(buffer, format="WEBP", lossless=True, exact=True)
     else:
         image.save(buffer, format="WEBP", quality=WEBP_QUALITY)
     return buffer.getvalue()

@@ -29,14 +29,13 @@ from handler.contract import (
     OutputFile,
     parse_payload,
 )
-from handler.decode import to_png_bytes
 from handler.errors import ErrorCode, JobError, classify_node_error
 from handler.inputs import load_input
 from handler.models_lock import ModelsLock
-from handler.outputs import encode, sanitize
+from handler.outputs import encode, encode_png, sanitize
 from handler.params import validate_params
 from handler.settings import Settings
-from handler.storage import OutputStore, make_store
+from handler.storage import OutputStore, S3ClientFactory, make_store
 from handler.timing import StageTimer
 from handler.workflows import Binding, build_prompt, output_node_ids
 
@@ -55,6 +54,8 @@ class WorkerContext:
     http: httpx.AsyncClient  # guarded: inputs and output uploads
     callback_http: httpx.AsyncClient  # the webhook URL comes from the trusted control plane
     models: ModelsLock
+    s3_inputs: S3ClientFactory
+    s3_outputs: S3ClientFactory
     comfyui_version: str | None = None
     input_dir: Path | None = None
     output_dir: Path | None = None
@@ -137,12 +138,14 @@ def _prepare(ctx: WorkerContext, raw: object) -> _Job:
             f"type: {payload.type} is not enabled on this worker",
             {"field": "type"},
         )
-    store = make_store(payload, settings, ctx.http)  # a bad output target fails before work
+    # A bad output target fails here, before any work.
+    store = make_store(payload, settings, ctx.http, s3_client_factory=ctx.s3_outputs)
     return _Job(payload, params, binding, key, store, time.monotonic() + payload.timeout_s)
 
 
 async def _fetch_image(ctx: WorkerContext, url: str) -> Image.Image:
-    return (await load_input(url, ctx.settings, http=ctx.http)).image
+    decoded = await load_input(url, ctx.settings, http=ctx.http, s3_client_factory=ctx.s3_inputs)
+    return decoded.image
 
 
 async def _fetch_inputs(
@@ -177,11 +180,11 @@ async def _process_one(
     subfolder = f"simplypng/{job_id}"
     count = len(job.payload.inputs)
     with timer.stage("queue"):
-        png = await asyncio.to_thread(to_png_bytes, image)
+        png = await asyncio.to_thread(encode_png, image, ctx.settings.png_encoder)
         image_name = await ctx.comfy.upload_image(png, f"in_{index:02d}.png", subfolder)
         mask_name = None
         if mask is not None:
-            mask_png = await asyncio.to_thread(to_png_bytes, mask)
+            mask_png = await asyncio.to_thread(encode_png, mask, ctx.settings.png_encoder)
             mask_name = await ctx.comfy.upload_image(mask_png, f"mask_{index:02d}.png", subfolder)
     prompt = build_prompt(
         job.binding,

@@ -23,9 +23,11 @@ import httpx
 from handler.comfy.client import ComfyClient
 from handler.comfy.supervisor import ComfyStartError, ComfySupervisor
 from handler.errors import JobError
+from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
 from handler.pipeline import Progress, WorkerContext, run_job
 from handler.settings import Settings
+from handler.storage import output_s3_client_factory
 from handler.url_guard import make_http_client
 from handler.warmup import warm_up
 from handler.workflow_check import check_registry
@@ -98,6 +100,8 @@ class WorkerRuntime:
             http=make_http_client(settings),
             callback_http=httpx.AsyncClient(follow_redirects=False),
             models=ModelsLock.load(settings.models_lock),
+            s3_inputs=input_s3_client_factory(settings),
+            s3_outputs=output_s3_client_factory(settings),
             comfyui_version=await comfy.comfyui_version(),
             input_dir=supervisor.input_dir,
             output_dir=supervisor.output_dir,

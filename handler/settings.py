@@ -102,7 +102,7 @@ class Settings(BaseModel):
     upload_max_attempts: int = Field(4, ge=1, le=10, description="Attempts per output upload.")
     upload_timeout_s: float = Field(60.0, gt=0, description="Timeout per output upload.")
     png_encoder: Literal["fpng", "pillow-fast", "pillow"] = Field(
-        "pillow-fast", description="PNG encoder: fpng, pillow-fast (zlib level 1) or pillow (6)."
+        "fpng", description="PNG encoder: fpng, pillow-fast (zlib level 1) or pillow (6)."
     )
 
     # --- Callback ------------------------------------------------------------------------

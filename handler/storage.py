@@ -9,10 +9,12 @@ redacted target (never a query string or credentials).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -178,14 +180,7 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self._settings = settings
-        self._factory = client_factory or (
-            lambda: make_s3_client(
-                settings,
-                max_attempts=1,
-                connect_timeout=settings.fetch_connect_timeout_s,
-                read_timeout=settings.upload_timeout_s,
-            )
-        )
+        self._factory = client_factory or output_s3_client_factory(settings)
         self._client: Any = None
         self._sleep = sleep
 
@@ -320,6 +315,23 @@ class PresignedListStore:
             sleep=self.sleep,
         )
         return target.url
+
+
+def output_s3_client_factory(settings: Settings) -> S3ClientFactory:
+    """A factory that builds the upload client once and then reuses it.
+
+    boto3 clients are thread-safe and cost ~0.1 s to build, so a worker keeps one (built
+    lazily: a worker that never sees s3:// never builds it).
+    """
+    return functools.cache(
+        partial(
+            make_s3_client,
+            settings,
+            max_attempts=1,  # our own retry loop owns the attempts
+            connect_timeout=settings.fetch_connect_timeout_s,
+            read_timeout=settings.upload_timeout_s,
+        )
+    )
 
 
 def make_store(

@@ -10,9 +10,11 @@ import httpx
 import pytest
 
 from handler.comfy.client import ComfyClient
+from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
 from handler.pipeline import WorkerContext
 from handler.settings import ALL_TYPES, REPO_ROOT
+from handler.storage import output_s3_client_factory
 from handler.url_guard import make_http_client
 from handler.workflows import load_registry
 from tests.fakes.comfy_double import ComfyDouble, Faults, serve_in_thread
@@ -81,6 +83,8 @@ async def ctx(settings, double: ComfyDouble, models) -> WorkerContext:
         http=make_http_client(settings),
         callback_http=httpx.AsyncClient(),
         models=ModelsLock.load(lock),
+        s3_inputs=input_s3_client_factory(settings),
+        s3_outputs=output_s3_client_factory(settings),
         comfyui_version=await comfy.comfyui_version(),
         input_dir=double.input_dir,
         output_dir=double.output_dir,

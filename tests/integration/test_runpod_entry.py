@@ -134,7 +134,7 @@ def test_signed_urls_and_keys_never_reach_the_logs(double, s3, tmp_path) -> None
     with LoopbackHTTPServer() as web:
         web.route("PUT", "/out/*", Reply(200))
         web.route("POST", "/hook", Reply(204))
-        key, key_b64 = callback_key()
+        _, key_b64 = callback_key()
         source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
         job = payload(
             "jpeg_to_png",

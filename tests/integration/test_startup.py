@@ -97,6 +97,6 @@ def test_child_comfyui_that_never_gets_ready_is_reported(tmp_path: Path) -> None
 
 def test_without_comfyui_configured_the_reason_is_clear() -> None:
     runtime = WorkerRuntime(Settings(warmup=False))
-    with pytest.raises(StartupError, match="COMFYUI_URL.*COMFYUI_DIR"):
+    with pytest.raises(StartupError, match=r"COMFYUI_URL.*COMFYUI_DIR"):
         runtime.start()
     runtime.stop()
