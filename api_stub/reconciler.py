@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,8 +27,10 @@ from api_stub.metrics import Metrics
 from api_stub.runpod_client import RunpodClient, RunpodError, RunpodJob
 from api_stub.settings import ApiSettings
 from handler.contract import JobResult
+from handler.errors import ErrorCode
 
 log = logging.getLogger(__name__)
+WORKER_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 _FAILED_STATUSES = {
     "FAILED": (ControlErrorCode.RUNPOD_FAILED, "Runpod reported the job FAILED"),
@@ -35,6 +38,16 @@ _FAILED_STATUSES = {
     "CANCELLED": (ControlErrorCode.RUNPOD_CANCELLED, "the job was cancelled on Runpod"),
 }
 _WAITING = {"IN_QUEUE", "IN_PROGRESS"}
+
+
+def worker_failure(error: Any) -> tuple[str, str] | None:
+    """(code, message) from a worker's Runpod error string "CODE: message", if it is one."""
+    if not isinstance(error, str):
+        return None
+    code, sep, message = error.partition(": ")
+    if not sep or code not in WORKER_ERROR_CODES:
+        return None
+    return code, message.strip()[:500]
 
 
 class Reconciler:
@@ -102,6 +115,9 @@ class Reconciler:
             self._completed(job, state, now)
         elif state.status in _FAILED_STATUSES:
             code, message = _FAILED_STATUSES[state.status]
+            if state.status == "FAILED":
+                # The worker reports "CODE: message"; keep its code when the callback was lost.
+                code, message = worker_failure(state.error) or (code, message)
             self._fail(job_id, code, message, now)
         elif state.status in _WAITING:
             deadline = job["running_at"] + self.settings.runpod_ttl_s + job["timeout_s"] + 60

@@ -129,7 +129,7 @@ async def deliver(
             if not _retryable(status):
                 log.warning("callback refused", extra={"status": status, "attempt": attempt})
                 break
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             status = None
             log.warning(
                 "callback attempt failed",

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,7 +36,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class InputRef(_Model):
+class _Input(_Model):
+    # strict: a payload with "60" or true for a number is refused, not coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InputRef(_Input):
     url: str = Field(
         min_length=1,
         max_length=MAX_URL_CHARS,
@@ -43,18 +49,18 @@ class InputRef(_Model):
     )
 
 
-class OutputTarget(_Model):
+class OutputTarget(_Input):
     put_url: str = Field(min_length=1, description="Presigned PUT URL for this output.")
     url: str = Field(min_length=1, description="Public or GET URL reported for this output.")
 
 
-class CallbackAuth(_Model):
+class CallbackAuth(_Input):
     callback_hmac: str | None = Field(
         None, description="Base64 per-job callback key (>= 32 bytes decoded)."
     )
 
 
-class JobPayload(_Model):
+class JobPayload(_Input):
     """Runpod `input` for one SimplyPNG job."""
 
     job_id: str = Field(description="UUIDv4 chosen by the control plane.")
@@ -81,6 +87,19 @@ class JobPayload(_Model):
         if parsed.version != 4 or str(parsed) != value.lower():
             raise ValueError("job_id must be a UUIDv4 in canonical form")
         return str(parsed)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, ValueError):
+            raise ValueError("webhook_url must be an http(s) URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("webhook_url must be an http(s) URL")
+        return value
 
 
 class OutputFile(_Model):
@@ -151,6 +170,13 @@ def parse_payload(raw: object, *, max_inputs: int, max_timeout_s: int) -> JobPay
             ErrorCode.INVALID_PAYLOAD,
             f"timeout_s: must be between 1 and {max_timeout_s}",
             {"field": "timeout_s"},
+        )
+    if payload.outputs is not None and len(payload.outputs) < len(payload.inputs):
+        raise JobError(
+            ErrorCode.INVALID_PAYLOAD,
+            f"outputs: {len(payload.inputs)} inputs need {len(payload.inputs)} output targets, "
+            f"got {len(payload.outputs)}",
+            {"field": "outputs"},
         )
     if payload.output_prefix is None and payload.outputs is None:
         raise JobError(

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 # LogRecord attributes that are not user-supplied `extra` fields.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
@@ -14,6 +15,23 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "taskName",
     "color_message",
 }
+
+
+# The job a log record belongs to. Each job runs in its own asyncio task (and threads started
+# with asyncio.to_thread copy the context), so concurrent jobs never mix their ids.
+_job_id: ContextVar[str | None] = ContextVar("simplypng_job_id", default=None)
+
+
+def bind_job_id(job_id: str | None) -> None:
+    """Stamp every later record of the current task with this job id."""
+    _job_id.set(job_id)
+
+
+class JobIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) is None:
+            record.job_id = _job_id.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,9 +55,11 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(JobIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO; presigned URLs carry signatures in the query.
-    for name in ("httpx", "httpcore"):
+    # botocore logs request headers (Authorization: access key id and signature) at DEBUG.
+    for name in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -17,7 +17,8 @@ HEX_COLOUR = re.compile(r"^#?[0-9a-fA-F]{6}$")
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # strict: "3" is not a number and "yes" is not a boolean; wrong types are refused.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     v: Literal[1] = 1
 
@@ -47,19 +48,27 @@ class CutoutSubjectV1(_Spec):
     output_format: Literal["png", "webp"] = "png"
 
 
+MAX_COORD = 65535.0
+
+
 class RectRegion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["rect"] = "rect"
-    x: float = Field(ge=0)
-    y: float = Field(ge=0)
-    w: float = Field(gt=0)
-    h: float = Field(gt=0)
+    x: float = Field(ge=0, le=MAX_COORD)
+    y: float = Field(ge=0, le=MAX_COORD)
+    w: float = Field(gt=0, le=MAX_COORD)
+    h: float = Field(gt=0, le=MAX_COORD)
+
+
+Coordinate = Annotated[float, Field(ge=0, le=MAX_COORD)]
 
 
 class PolygonRegion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["polygon"] = "polygon"
-    points: list[tuple[float, float]] = Field(min_length=3, max_length=256)
+    points: list[Annotated[list[Coordinate], Field(min_length=2, max_length=2)]] = Field(
+        min_length=3, max_length=256, description="[[x, y], ...]"
+    )
 
 
 Region = Annotated[RectRegion | PolygonRegion, Field(discriminator="kind")]
@@ -68,9 +77,19 @@ Region = Annotated[RectRegion | PolygonRegion, Field(discriminator="kind")]
 class ObjectRemoveV1(_Spec):
     regions: list[Region] = Field(default_factory=list, max_length=64)
     units: Literal["px", "normalized"] = "px"
-    mask_url: str | None = Field(None, description="URL of a mask image (white = remove).")
+    mask_url: str | None = Field(
+        None, description="https:// or data: URL of a mask image (white = remove)."
+    )
     dilate: int = Field(8, ge=0, le=128, description="Grow the mask by this many px.")
     output_format: Literal["png", "webp", "jpeg"] = "png"
+
+    @field_validator("mask_url")
+    @classmethod
+    def _public_mask(cls, value: str | None) -> str | None:
+        # s3:// would be read with the worker's own credentials: any bucket it can reach.
+        if value is not None and not value[:8].lower().startswith(("https://", "http://", "data:")):
+            raise ValueError("mask_url must be an https:// or data: URL")
+        return value
 
     @model_validator(mode="after")
     def _needs_a_region(self) -> ObjectRemoveV1:

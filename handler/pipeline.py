@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from handler.contract import (
 )
 from handler.errors import ErrorCode, JobError, classify_node_error
 from handler.inputs import load_input
+from handler.logs import bind_job_id
 from handler.models_lock import ModelsLock
 from handler.outputs import encode, encode_png, sanitize
 from handler.params import validate_params
@@ -70,6 +71,9 @@ class _Job:
     key: bytes
     store: OutputStore
     deadline: float
+    # Each run gets its own ComfyUI folder: a re-run of the same job_id must not hit
+    # ComfyUI's cache of a previous run whose files were already cleaned up.
+    run_folder: str
 
 
 async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = None) -> dict:
@@ -78,40 +82,45 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
     timer = StageTimer()
     job: _Job | None = None
     outputs: list[OutputFile] = []
-    gpu_seconds = 0.0
+    gpu = [0.0]
+    bind_job_id(_job_id(raw))
     try:
         job = _prepare(ctx, raw)
-        report("download", 0)
-        with timer.stage("download"):
-            images, mask = await _fetch_inputs(ctx, job)
-        for index, image in enumerate(images):
-            files, gpu = await _process_one(ctx, job, index, image, mask, timer, report)
-            gpu_seconds += gpu
-            with timer.stage("upload"):
-                for name, encoded in files:
-                    url = await job.store.put(name, encoded.data, encoded.content_type)
-                    outputs.append(_output_file(url, encoded))
-        result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer, gpu_seconds)
+        async with _deadline(job):
+            report("download", 0)
+            with timer.stage("download"):
+                images, mask = await _fetch_inputs(ctx, job)
+            for index, image in enumerate(images):
+                files = await _process_one(ctx, job, index, image, mask, timer, report, gpu)
+                report("upload", 100.0 * (index + 1) / len(images))
+                with timer.stage("upload"):
+                    for name, encoded in files:
+                        url = await job.store.put(name, encoded.data, encoded.content_type)
+                        outputs.append(_output_file(url, encoded))
+        result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer, gpu[0])
     except JobError as exc:
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=exc)
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=exc)
     except asyncio.CancelledError:
         _uncancel()
         error = JobError(ErrorCode.CANCELLED, "the job was cancelled")
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=error)
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=error)
     except Exception:
-        log.exception("unexpected worker error", extra={"job_id": _job_id(raw)})
+        log.exception("unexpected worker error")
         error = JobError(ErrorCode.INTERNAL_ERROR, "unexpected worker error")
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu_seconds, error=error)
+        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=error)
     finally:
         if job is not None:
-            _cleanup(ctx, job.payload.job_id)
+            _cleanup(ctx, job.run_folder)
     report("callback", 100)
-    await _send_callback(ctx, job, raw, result, timer)
+    try:
+        await _send_callback(ctx, job, raw, result, timer)
+    except asyncio.CancelledError:
+        # A cancel during delivery: the shielded delivery finishes; the result stands.
+        _uncancel()
     body = result.model_dump(mode="json")
     log.info(
         "job finished",
         extra={
-            "job_id": result.job_id,
             "status": result.status,
             "error_code": result.error_code,
             "timings": timer.stages,
@@ -121,6 +130,18 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
         },
     )
     return body
+
+
+@contextlib.asynccontextmanager
+async def _deadline(job: _Job) -> AsyncIterator[None]:
+    """timeout_s covers the whole job: downloads, ComfyUI, encoding and uploads."""
+    try:
+        async with asyncio.timeout(_remaining(job)):
+            yield
+    except TimeoutError:
+        raise JobError(
+            ErrorCode.TIMEOUT, f"the job ran past timeout_s={job.payload.timeout_s}"
+        ) from None
 
 
 def _prepare(ctx: WorkerContext, raw: object) -> _Job:
@@ -140,7 +161,9 @@ def _prepare(ctx: WorkerContext, raw: object) -> _Job:
         )
     # A bad output target fails here, before any work.
     store = make_store(payload, settings, ctx.http, s3_client_factory=ctx.s3_outputs)
-    return _Job(payload, params, binding, key, store, time.monotonic() + payload.timeout_s)
+    deadline = time.monotonic() + payload.timeout_s
+    run_folder = f"simplypng/{payload.job_id}-{uuid.uuid4().hex[:8]}"
+    return _Job(payload, params, binding, key, store, deadline, run_folder)
 
 
 async def _fetch_image(ctx: WorkerContext, url: str) -> Image.Image:
@@ -155,13 +178,7 @@ async def _fetch_inputs(
     mask_url = getattr(job.params, "mask_url", None)
     if mask_url:
         urls.append(mask_url)
-    try:
-        async with asyncio.timeout(_remaining(job)):
-            images = await asyncio.gather(*(_fetch_image(ctx, url) for url in urls))
-    except TimeoutError:
-        raise JobError(
-            ErrorCode.TIMEOUT, f"downloading inputs ran past timeout_s={job.payload.timeout_s}"
-        ) from None
+    images = await asyncio.gather(*(_fetch_image(ctx, url) for url in urls))
     if mask_url:
         return list(images[:-1]), images[-1]
     return list(images), None
@@ -175,9 +192,9 @@ async def _process_one(
     mask: Image.Image | None,
     timer: StageTimer,
     report: Progress,
-) -> tuple[list[tuple[str, Any]], float]:
-    job_id = job.payload.job_id
-    subfolder = f"simplypng/{job_id}"
+    gpu: list[float],
+) -> list[tuple[str, Any]]:
+    subfolder = job.run_folder
     count = len(job.payload.inputs)
     with timer.stage("queue"):
         png = await asyncio.to_thread(encode_png, image, ctx.settings.png_encoder)
@@ -207,6 +224,7 @@ async def _process_one(
     timer.add("queue", result.timings.get("queue_s", 0.0))
     execute_s = result.timings.get("execute_s", 0.0)
     timer.add("execute", execute_s)
+    gpu[0] += execute_s
     refs = [
         ref for node in output_node_ids(job.binding, prompt) for ref in result.outputs.get(node, [])
     ]
@@ -220,7 +238,7 @@ async def _process_one(
             encoded = await asyncio.to_thread(_sanitize_encode, data, fmt, ctx.settings.png_encoder)
         suffix = "" if len(refs) == 1 else f"_{k:02d}"
         files.append((f"out_{index:02d}{suffix}.{encoded.extension}", encoded))
-    return files, execute_s
+    return files
 
 
 def _sanitize_encode(data: bytes, fmt: str, png_encoder: str) -> Any:
@@ -249,8 +267,14 @@ def _remaining(job: _Job) -> float:
 
 
 def _job_id(raw: object) -> str | None:
+    """The raw payload's job_id when it is a UUID (invalid payloads echo nothing else)."""
     value = raw.get("job_id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) and len(value) <= 64 else None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _uncancel() -> None:
@@ -339,10 +363,10 @@ def _callback_target(
     return raw["webhook_url"], key
 
 
-def _cleanup(ctx: WorkerContext, job_id: str) -> None:
-    """Remove the job's files from ComfyUI's input and output folders."""
+def _cleanup(ctx: WorkerContext, run_folder: str) -> None:
+    """Remove this run's files from ComfyUI's input and output folders."""
     for base in (ctx.input_dir, ctx.output_dir):
         if base is None:
             continue
         with contextlib.suppress(OSError):
-            shutil.rmtree(base / "simplypng" / job_id)
+            shutil.rmtree(base / run_folder)

@@ -75,6 +75,11 @@ class WorkerRuntime:
             await supervisor.start()
         except ComfyStartError as exc:
             raise StartupError(f"ComfyUI did not start: {exc}") from exc
+        if supervisor.input_dir is None or supervisor.output_dir is None:
+            log.warning(
+                "attached to ComfyUI without COMFYUI_INPUT_DIR/COMFYUI_OUTPUT_DIR: job files "
+                "cannot be deleted from its folders and will accumulate there"
+            )
         comfy = ComfyClient(supervisor.base_url, idle_timeout_s=settings.comfyui_idle_timeout_s)
         problems = check_registry(registry, await comfy.object_info())
         if problems:
@@ -183,13 +188,30 @@ def make_handler(
             progress = throttle
         future = runtime.submit(job.get("input"), progress)
         try:
-            return await asyncio.shield(asyncio.wrap_future(future))
+            result = await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             # Runpod cancelled the job: interrupt the prompt and report CANCELLED.
             runtime.cancel(future)
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            return await asyncio.wrap_future(future)
+            result = await asyncio.wrap_future(future)
+        return for_runpod(result, comfyui_failed=runtime.health().get("state") == "failed")
 
     return handler
+
+
+def for_runpod(result: dict, *, comfyui_failed: bool = False) -> dict:
+    """The job result as runpod's SDK wants it.
+
+    runpod pops `error` from the return value to mark the job FAILED and keeps the rest as
+    output; its /status may carry only that string, so the code goes in front of it
+    ("NODE_ERROR: ...") for a control plane reconciling a lost callback. When the supervisor
+    gave up on ComfyUI, `refresh_worker` asks Runpod for a fresh worker.
+    """
+    out = dict(result)
+    if out.get("status") == "FAILED":
+        out["error"] = f"{out.get('error_code')}: {out.get('error')}"
+    if comfyui_failed:
+        out["refresh_worker"] = True
+    return out

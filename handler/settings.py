@@ -6,6 +6,8 @@ and pass it down. Field descriptions feed the README's configuration table.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -81,7 +83,7 @@ class Settings(BaseModel):
         50 * 1024 * 1024, gt=0, description="Byte cap for one downloaded input."
     )
     max_input_pixels: int = Field(
-        64_000_000, gt=0, description="Pixel cap for one decoded input (decompression bombs)."
+        36_000_000, gt=0, description="Pixel cap for one decoded input (decompression bombs)."
     )
     fetch_connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout for inputs.")
     fetch_read_timeout_s: float = Field(30.0, gt=0, description="Read timeout for inputs.")
@@ -146,6 +148,23 @@ class Settings(BaseModel):
         unknown = sorted(set(value) - set(ALL_TYPES))
         if unknown:
             raise ValueError(f"unknown processing types: {', '.join(unknown)}")
+        return value
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        secret = value.get_secret_value()
+        if secret.startswith("whsec_"):
+            try:
+                key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("CALLBACK_SECRET: whsec_ secrets must be base64") from None
+        else:
+            key = secret.encode()
+        if len(key) < 32:
+            raise ValueError("CALLBACK_SECRET must hold at least 32 bytes")
         return value
 
     @field_validator("url_allowlist")

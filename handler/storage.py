@@ -191,7 +191,7 @@ class S3Store:
             raise ValueError("expected s3://bucket/prefix")
         if parts.query or parts.fragment:
             raise ValueError("s3 prefixes take no query or fragment")
-        return cls(parts.netloc, parts.path.lstrip("/"), settings, **kwargs)
+        return cls(parts.netloc, _as_folder(parts.path.lstrip("/")), settings, **kwargs)
 
     async def put(self, name: str, data: bytes, content_type: str) -> str:
         _check_name(name)
@@ -246,7 +246,8 @@ class PrefixPutStore:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         check_url(prefix_url, settings, http_only=True)
-        self._parts = urlsplit(prefix_url)
+        parts = urlsplit(prefix_url)
+        self._parts = parts._replace(path=_as_folder(parts.path) or "/")
         self._settings = settings
         self._http = http
         self._sleep = sleep
@@ -315,6 +316,11 @@ class PresignedListStore:
             sleep=self.sleep,
         )
         return target.url
+
+
+def _as_folder(path: str) -> str:
+    """A prefix names a folder: `jobs/123` means `jobs/123/`, never `jobs/123out_00.png`."""
+    return path if not path or path.endswith("/") else path + "/"
 
 
 def output_s3_client_factory(settings: Settings) -> S3ClientFactory:

@@ -7,20 +7,29 @@ Modes
   --runpod-url U   the same in-process control plane against a real endpoint: a Runpod
                    endpoint (https://api.runpod.ai/v2/<id>, with RUNPOD_API_KEY) or a local
                    worker (`python -m handler --rp_serve_api --rp_api_port P`; add
-                   --set runpod_status_method=POST --set reconcile_after_s=0 ...).
+                   --local-api).
   --api-url U      an already running stack; needs --database-url to create users and audit.
+  --stack real-worker
+                   the full loop with the REAL worker: moto's S3 server (STORAGE=s3), the
+                   ComfyUI test double running the node pack with tiny models, and
+                   `python -m handler --rp_serve_api` as a process (tests/fakes/full_stack.py),
+                   behind the in-process control plane.
+  --local-api      with --runpod-url: the endpoint is runpod's local API (--rp_serve_api), which
+                   runs a job inside POST /status; sets the matching control-plane settings.
 
 Reports the success rate and queue / end-to-end latency at p50 and p95 (from the API's own
 timings), then audits: every job terminal, nothing charged twice or for a failed job, the
 ledger sums to the balances. Exits 1 when the audit fails or the success rate is too low.
 
   python scripts/loadtest.py --users 10            # CI
+  python scripts/loadtest.py --users 10 --stack real-worker --type jpeg_to_png
   python scripts/loadtest.py --users 50 --jobs-per-user 4 --database-url postgresql://...
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
@@ -31,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,6 +53,9 @@ from api_stub.db import Database  # noqa: E402
 from api_stub.db.migrate import migrate  # noqa: E402
 from api_stub.testing.fake_runpod import FakeRunpod  # noqa: E402
 from api_stub.testing.stack import Stack, start_stack  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.fakes.full_stack import RealWorker
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
@@ -165,6 +177,16 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     return values
 
 
+def start_real_worker(exits: contextlib.ExitStack, workdir: Path, job_type: str) -> RealWorker:
+    """moto + the ComfyUI double + `python -m handler --rp_serve_api`, stopped by `exits`."""
+    import logging
+
+    from tests.fakes.full_stack import real_worker
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+    return exits.enter_context(real_worker(workdir, types=(job_type,)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10)
@@ -176,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-inflight", type=int, default=16)
     parser.add_argument("--fake-delay-s", type=float, default=0.2, help="fake worker job time")
     parser.add_argument("--runpod-url", help="a real endpoint instead of the fake one")
+    parser.add_argument(
+        "--stack",
+        choices=("fake", "real-worker"),
+        default="fake",
+        help="real-worker: start moto, the ComfyUI double and the real worker process",
+    )
+    parser.add_argument(
+        "--local-api", action="store_true", help="--runpod-url is a `--rp_serve_api` worker"
+    )
     parser.add_argument("--api-url", help="an already running API (with --database-url)")
     parser.add_argument("--input-url", help="use this input URL instead of uploading an image")
     parser.add_argument("--image-size", type=int, default=64)
@@ -187,28 +218,49 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.api_url and not args.database_url:
         parser.error("--api-url needs --database-url (users are created and audited in the DB)")
+    if args.stack == "real-worker" and (args.api_url or args.runpod_url):
+        parser.error("--stack real-worker starts its own worker: drop --api-url / --runpod-url")
+    if args.local_api and not args.runpod_url:
+        parser.error("--local-api describes the endpoint at --runpod-url")
     body = {"type": args.type, "params": json.loads(args.params)}
     workdir = tempfile.TemporaryDirectory(prefix="simplypng-load-")
     database_url = args.database_url or f"sqlite:///{Path(workdir.name) / 'load.db'}"
     stack: Stack | None = None
     fake: FakeRunpod | None = None
-    if args.api_url:
-        db = Database(database_url)
-        migrate(db)
-        api_url = args.api_url
-    else:
-        if args.runpod_url is None:
-            fake = FakeRunpod(delay_s=args.fake_delay_s)
-        stack = start_stack(
-            database_url=database_url,
-            storage_dir=Path(workdir.name) / "storage",
-            dispatchers=args.dispatchers,
-            fake=fake,
-            runpod_url=args.runpod_url,
-            settings={"max_inflight": args.max_inflight, **parse_sets(args.set)},
-        )
-        db = stack.services.db
-        api_url = stack.url
+    real = contextlib.ExitStack()
+    runpod_url = args.runpod_url
+    extra: dict[str, Any] = {}
+    if args.stack == "real-worker" or args.local_api:
+        from tests.fakes.full_stack import LOCAL_API_SETTINGS
+
+        extra.update(LOCAL_API_SETTINGS)
+    real_stack: RealWorker | None = None
+    try:
+        if args.stack == "real-worker":
+            real_stack = start_real_worker(real, Path(workdir.name) / "worker", args.type)
+            runpod_url = real_stack.runpod_url
+            extra.update(real_stack.storage_settings(real_stack.s3.create_bucket()))
+        if args.api_url:
+            db = Database(database_url)
+            migrate(db)
+            api_url = args.api_url
+        else:
+            if runpod_url is None:
+                fake = FakeRunpod(delay_s=args.fake_delay_s)
+            stack = start_stack(
+                database_url=database_url,
+                storage_dir=Path(workdir.name) / "storage",
+                dispatchers=args.dispatchers,
+                fake=fake,
+                runpod_url=runpod_url,
+                settings={"max_inflight": args.max_inflight, **extra, **parse_sets(args.set)},
+            )
+            db = stack.services.db
+            api_url = stack.url
+    except BaseException:
+        real.close()
+        workdir.cleanup()
+        raise
     try:
         png = make_png(args.image_size)
         keys = [
@@ -245,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             thread.join()
         wall = time.monotonic() - started
         summary = summarise(runs, wall)
+        summary["stack"] = (
+            "api-url" if args.api_url else "runpod-url" if args.runpod_url else args.stack
+        )
+        summary["database"] = "postgres" if db.dialect == "postgres" else "sqlite"
         if stack is not None:
             # Let late duplicate deliveries land before auditing.
             time.sleep(0.5)
@@ -256,11 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         if fake is not None:
             summary["fake_max_concurrent"] = fake.max_running
+        if real_stack is not None and (not report.ok or summary["succeeded"] < summary["jobs"]):
+            print(real_stack.logs(), file=sys.stderr)  # the worker's side of what went wrong
     finally:
         if stack is not None:
             stack.stop()
         elif args.api_url:
             db.close()
+        real.close()
         workdir.cleanup()
 
     if args.json:
@@ -277,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             f"429 retries {summary['throttled_429']}  rejected {summary['rejected']}  "
             f"errors {summary['errors']}"
         )
+        print(f"stack {summary['stack']}  database {summary['database']}")
         print(f"audit {'OK' if report.ok else 'FAILED'} {summary['audit']['by_status']}")
         for problem in summary["audit"]["problems"]:
             print(f"  - {problem}")

@@ -157,3 +157,15 @@ def test_checks_are_spaced_by_reconcile_every(
     parts.clock[0] += 25
     assert parts.reconciler.run_once() == 1
     assert fake.status_calls == 2
+
+
+def test_worker_failure_codes_are_read_from_runpod_errors() -> None:
+    from api_stub.reconciler import worker_failure
+
+    assert worker_failure("NODE_ERROR: Node 5 (SaveImage) failed") == (
+        "NODE_ERROR",
+        "Node 5 (SaveImage) failed",
+    )
+    assert worker_failure("Traceback (most recent call last): ...") is None
+    assert worker_failure("EVIL_CODE: x") is None
+    assert worker_failure({"error": "x"}) is None

@@ -448,3 +448,60 @@ async def test_blank_image_has_no_subject_for_cutout(ctx) -> None:
     finally:
         registry.get_segmenter = original
     assert result["error_code"] == "NO_SUBJECT", result
+
+
+async def test_same_job_rerun_and_concurrent_jobs(ctx, s3) -> None:
+    bucket = s3.create_bucket()
+    _, key_b64 = callback_key()
+    source = data_uri(png_bytes(Image.new("RGB", (40, 40), (9, 99, 199))))
+    job = payload("jpeg_to_png", source, output_prefix=f"s3://{bucket}/a/", callback_hmac=key_b64)
+    first = await run_job(ctx, job)
+    again = await run_job(ctx, job)  # Runpod may deliver a job twice (re-queue after a lease)
+    assert first["status"] == again["status"] == "SUCCEEDED", again
+    assert first["outputs"][0]["sha256"] == again["outputs"][0]["sha256"]
+    other = payload(
+        "jpeg_to_png",
+        source,
+        params={"transparent": "color", "key_color": "#0963c7"},
+        output_prefix=f"s3://{bucket}/b/",
+        callback_hmac=key_b64,
+    )
+    both = await asyncio.gather(run_job(ctx, job), run_job(ctx, other))
+    assert [r["status"] for r in both] == ["SUCCEEDED", "SUCCEEDED"], both
+    assert both[0]["outputs"][0]["url"] != both[1]["outputs"][0]["url"]
+    alpha = Image.open(io.BytesIO(s3_object(s3, both[1]["outputs"][0]["url"]))).getchannel("A")
+    assert alpha.getextrema() == (0, 0)  # the keyed colour is the whole image
+
+
+async def test_timeout_covers_the_upload(ctx, web) -> None:
+    web.route("PUT", "/slow/*", Reply(200, delay_s=3.0))
+    _, key_b64 = callback_key()
+    source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
+    result = await _fail(
+        ctx,
+        payload(
+            "jpeg_to_png",
+            source,
+            output_prefix=web.url("/slow/"),
+            callback_hmac=key_b64,
+            timeout_s=1,
+        ),
+    )
+    assert result["error_code"] == "TIMEOUT"
+
+
+async def test_unexpected_bug_is_internal_error_without_details(ctx) -> None:
+    class Broken(type(ctx.comfy)):
+        async def download_output(self, ref):
+            raise RuntimeError("secret internal detail /srv/worker/x.py")
+
+    broken = Broken(ctx.comfy.base_url)
+    await ctx.comfy.aclose()
+    ctx.comfy = broken
+    _, key_b64 = callback_key()
+    source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
+    result = await _fail(
+        ctx, payload("jpeg_to_png", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
+    )
+    assert result["error_code"] == "INTERNAL_ERROR"
+    assert "secret internal detail" not in json.dumps(result)

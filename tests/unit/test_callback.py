@@ -11,17 +11,26 @@ from handler.errors import ErrorCode, JobError
 from handler.settings import Settings
 
 KEY = os.urandom(32)
+FALLBACK = "fallback-secret-of-at-least-32-bytes!"
 
 
 def test_per_job_key_used_when_long_enough() -> None:
-    settings = Settings(callback_secret="fallback")
+    settings = Settings(callback_secret=FALLBACK)
     assert resolve_key(base64.b64encode(KEY).decode(), settings) == KEY
 
 
 def test_short_key_falls_back_to_secret() -> None:
-    settings = Settings(callback_secret="fallback-secret")
-    assert resolve_key(base64.b64encode(b"short").decode(), settings) == b"fallback-secret"
-    assert resolve_key("%%%not base64", settings) == b"fallback-secret"
+    settings = Settings(callback_secret=FALLBACK)
+    assert resolve_key(base64.b64encode(b"short").decode(), settings) == FALLBACK.encode()
+    assert resolve_key("%%%not base64", settings) == FALLBACK.encode()
+
+
+@pytest.mark.parametrize(
+    "secret", ["short", "whsec_%%%", "whsec_" + base64.b64encode(b"k").decode()]
+)
+def test_weak_or_malformed_callback_secret_is_a_config_error(secret: str) -> None:
+    with pytest.raises(ValueError, match="CALLBACK_SECRET"):
+        Settings(callback_secret=secret)
 
 
 def test_whsec_secret_is_base64_decoded() -> None:

@@ -89,6 +89,18 @@ def test_params_defaults_filled() -> None:
         ),
         ("upscale_2k", {"target": 100000}, "params.target"),
         ("cutout_subject", {"unknown": 1}, "params.unknown"),
+        ("cutout_subject", {"square": "yes"}, "params.square"),
+        (
+            "object_remove",
+            {"regions": [{"kind": "rect", "x": 0, "y": 0, "w": 1e308, "h": 1}]},
+            "params.regions",
+        ),
+        (
+            "object_remove",
+            {"mask_url": "s3://prod-bucket/outputs/other-user/x.png"},
+            "params.mask_url",
+        ),
+        ("object_remove", {"dilate": "3", "mask_url": "https://x.example/m.png"}, "params.dilate"),
     ],
 )
 def test_bad_params_name_the_field(job_type: str, params: dict, field: str) -> None:
@@ -108,3 +120,10 @@ def test_job_id_is_normalised_to_lowercase() -> None:
     job_id = str(uuid.uuid4())
     raw = copy.deepcopy(GOOD) | {"job_id": job_id.upper()}
     assert parse(raw).job_id == job_id
+
+
+def test_polygon_points_accept_json_lists() -> None:
+    params = validate_params(
+        "object_remove", {"regions": [{"kind": "polygon", "points": [[0, 0], [10, 0], [5, 8]]}]}
+    )
+    assert params.regions[0].points[2] == [5, 8]
