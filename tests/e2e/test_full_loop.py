@@ -28,6 +28,7 @@ from api_stub.audit import audit
 from api_stub.db import Database
 from api_stub.testing.fake_runpod import sign_callback
 from api_stub.testing.server import LoopbackServer
+from tests.api.api_helpers import balance, job_row, ledger
 from tests.fakes.full_stack import FullLoop, RunpodProxy, settings_env, spawn
 
 pytestmark = [pytest.mark.postgres, pytest.mark.torch]
@@ -47,28 +48,6 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
-
-
-def job_row(db: Database, job_id: str) -> dict[str, Any]:
-    with db.transaction(write=False) as tx:
-        row = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-    assert row is not None
-    return row
-
-
-def ledger(db: Database, job_id: str) -> list[str]:
-    with db.transaction(write=False) as tx:
-        rows = tx.all(
-            "SELECT kind FROM credit_ledger WHERE job_id = ? ORDER BY created_at, kind", (job_id,)
-        )
-    return [row["kind"] for row in rows]
-
-
-def balance(db: Database, user_id: str) -> tuple[int, int]:
-    with db.transaction(write=False) as tx:
-        row = tx.one("SELECT available, held FROM balances WHERE user_id = ?", (user_id,))
-    assert row is not None
-    return int(row["available"]), int(row["held"])
 
 
 def webhook_ids(db: Database, job_id: str) -> list[str]:
