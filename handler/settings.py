@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,8 @@ class Settings(BaseModel):
         None, description="ComfyUI checkout to start as a child process (main.py)."
     )
     comfyui_python: str = Field(
-        "python3", description="Python interpreter used to start ComfyUI's main.py."
+        default_factory=lambda: sys.executable,
+        description="Python interpreter that runs ComfyUI's main.py (default: the worker's own).",
     )
     comfyui_port: int = Field(8188, ge=1, le=65535, description="Port for the child ComfyUI.")
     comfyui_extra_args: list[str] = Field(

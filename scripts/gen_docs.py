@@ -22,6 +22,8 @@ def _default(field: object) -> str:
     factory = getattr(field, "default_factory", None)
     if factory is not None:
         default = factory()
+        if default == sys.executable:
+            return "the worker's Python"
     if isinstance(default, list):
         default = ",".join(map(str, default))
     if isinstance(default, Path):

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo in one command: create the environment (scripts/bootstrap.sh), then run the whole
+# loop (scripts/demo.py) on one machine. Arguments pass through, for example:
+#   bash scripts/demo.sh --double                 # test double + tiny models, no downloads
+#   COMFYUI_DIR=~/ComfyUI MODELS_DIR=~/models bash scripts/demo.sh --types bg_remove
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/python scripts/demo.py "$@"

@@ -1,0 +1,297 @@
+"""What the worker drives: the ComfyUI test double with tiny models (--double), or a real
+ComfyUI 0.3.64 (COMFYUI_DIR, else installed into the work folder) with the pinned models
+(MODELS_DIR, else fetched by scripts/fetch_models.py).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handler.models_lock import DEFAULT_LOCK_PATH, entries_for_tasks, load_lock
+
+from .procs import Child, ChildFailed, Children, free_port, start_on_free_port, wait_http
+
+log = logging.getLogger("demo")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+NODE_PACK = REPO_ROOT / "comfy_nodes" / "simplypng"
+# Kept equal to the Dockerfile's COMFYUI_REPO / COMFYUI_REF / COMFYUI_COMMIT (tested).
+COMFYUI_REPO = "https://github.com/Comfy-Org/ComfyUI.git"
+COMFYUI_REF = "v0.3.64"
+COMFYUI_COMMIT = "a125cd84"
+INSTALLED_MARK = ".simplypng-demo-installed"
+OFFLINE_HINT = (
+    "Without network access, point the demo at what you have: COMFYUI_DIR=<ComfyUI 0.3.64 "
+    "checkout> and MODELS_DIR=<models folder>, or run `bash scripts/demo.sh --double` (test "
+    "double and tiny models, no downloads)."
+)
+
+
+class SetupError(RuntimeError):
+    """The demo cannot prepare ComfyUI or the models; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ComfyTarget:
+    """How the worker reaches ComfyUI, as worker environment variables."""
+
+    description: str
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+# --- the test double ------------------------------------------------------------------------
+
+
+def build_tiny_models(models_dir: Path) -> Path:
+    """Random-weight models in the real formats, built once per work folder; returns the lock."""
+    from tests.fakes.worker_stack import LAMA_DEST
+    from tests.fakes.worker_stack import build_tiny_models as build
+
+    lock = models_dir / "models.lock"
+    lama = models_dir / LAMA_DEST
+    if lock.is_file() and lama.is_file():
+        # The lock is written last, so LaMa (the slow one) is whole: copy it onto itself.
+        return build(models_dir, lama_source=lama)
+    lama.unlink(missing_ok=True)
+    return build(models_dir)
+
+
+def start_double(children: Children, workdir: Path, env: dict[str, str]) -> tuple[Child, str]:
+    """Build the tiny models, start the ComfyUI test double as a process and wait for it;
+    returns it and its URL."""
+    models_dir = workdir / "tiny-models"
+    lock = build_tiny_models(models_dir)
+    base = workdir / "comfy-double"
+
+    def start(port: int) -> Child:
+        argv = [sys.executable, "-m", "tests.fakes.comfy_double", "--port", str(port)]
+        argv += ["--base-directory", str(base), "--node-pack", str(NODE_PACK)]
+        argv += ["--models-directory", str(models_dir)]
+        double_env = env | {"SIMPLYPNG_MODELS_LOCK": str(lock)}
+        return children.start("comfyui-double", argv, env=double_env, cwd=workdir)
+
+    def wait(child: Child, port: int) -> None:
+        wait_http(
+            child,
+            f"http://{LOOPBACK}:{port}/system_stats",
+            deadline_s=120,
+            what="starting the ComfyUI double",
+            log_marker=f"go to: http://{LOOPBACK}:{port}\n",
+        )
+
+    child, port = start_on_free_port(start, wait)
+    return child, f"http://{LOOPBACK}:{port}"
+
+
+def double_target(workdir: Path, url: str) -> ComfyTarget:
+    base = workdir / "comfy-double"
+    return ComfyTarget(
+        description=f"ComfyUI test double at {url} with random-weight tiny models",
+        worker_env={
+            "COMFYUI_URL": url,
+            "COMFYUI_INPUT_DIR": str(base / "input"),
+            "COMFYUI_OUTPUT_DIR": str(base / "output"),
+            "MODELS_LOCK": str(workdir / "tiny-models" / "models.lock"),
+        },
+    )
+
+
+# --- a real ComfyUI -------------------------------------------------------------------------
+
+
+def install_comfyui(children: Children, target: Path, env: dict[str, str]) -> Path:
+    """Clone ComfyUI at the pinned tag into `target` and install its requirements into this
+    virtualenv (torch stays at the version already installed; torchaudio is left out)."""
+    if (target / INSTALLED_MARK).is_file():
+        log.info("    ComfyUI %s already installed in %s", COMFYUI_REF, target)
+        return target
+    if not (target / "main.py").is_file():
+        if shutil.which("git") is None:
+            raise SetupError("git is not installed, so ComfyUI cannot be cloned. " + OFFLINE_HINT)
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        log.info("    cloning %s at %s", COMFYUI_REPO, COMFYUI_REF)
+        try:
+            children.run(
+                "git-clone-comfyui",
+                [
+                    "git",
+                    "clone",
+                    "--depth",
+                    "1",
+                    "--branch",
+                    COMFYUI_REF,
+                    COMFYUI_REPO,
+                    str(partial),
+                ],
+                env=env | {"GIT_TERMINAL_PROMPT": "0"},
+                timeout_s=900,
+                echo=True,
+            )
+        except ChildFailed as exc:
+            raise SetupError(f"could not clone ComfyUI: {exc}\n{OFFLINE_HINT}") from None
+        head = subprocess.run(
+            ["git", "-C", str(partial), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if not head.startswith(COMFYUI_COMMIT):
+            raise SetupError(
+                f"ComfyUI {COMFYUI_REF} resolved to {head or '?'}, expected {COMFYUI_COMMIT}...: "
+                "the tag moved; refusing an unpinned ComfyUI"
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    _install_requirements(children, target, env)
+    (target / INSTALLED_MARK).write_text(f"{COMFYUI_REF}\n", encoding="utf-8")
+    return target
+
+
+def _install_requirements(children: Children, comfy: Path, env: dict[str, str]) -> None:
+    build = comfy / ".simplypng-demo"
+    build.mkdir(exist_ok=True)
+    pins = build / "torch-constraints.txt"
+    pins.write_text(
+        "".join(
+            f"{name}=={importlib.metadata.version(name)}\n"
+            for name in ("torch", "torchvision")
+            if _installed(name)
+        ),
+        encoding="utf-8",
+    )
+    requirements = build / "requirements.txt"
+    lines = (comfy / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    requirements.write_text(
+        "\n".join(line for line in lines if not _is_requirement(line, "torchaudio")) + "\n",
+        encoding="utf-8",
+    )
+    log.info("    installing ComfyUI's requirements into %s (a few minutes)", sys.prefix)
+    pip = [sys.executable, "-m", "pip", "install", "--progress-bar", "off"]
+    try:
+        children.run(
+            "pip-install-comfyui",
+            [
+                *pip,
+                "-c",
+                str(REPO_ROOT / "docker" / "constraints.txt"),
+                "-c",
+                str(pins),
+                "-r",
+                str(requirements),
+            ],
+            env=env,
+            timeout_s=1800,
+            echo=True,
+        )
+        # As in the image: this non-commercial package must never be importable.
+        children.run(
+            "pip-uninstall-extra-arches",
+            [sys.executable, "-m", "pip", "uninstall", "-y", "spandrel_extra_arches"],
+            env=env,
+            timeout_s=120,
+        )
+    except ChildFailed as exc:
+        raise SetupError(
+            f"could not install ComfyUI's requirements: {exc}\n{OFFLINE_HINT}"
+        ) from None
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _is_requirement(line: str, name: str) -> bool:
+    head = line.strip().lower()
+    return head.startswith(name) and (len(head) == len(name) or not head[len(name)].isalnum())
+
+
+def link_node_pack(comfy: Path) -> None:
+    """Make our node pack a custom node of `comfy` (a symlink to this checkout's pack)."""
+    link = comfy / "custom_nodes" / "simplypng"
+    if link.is_symlink() and link.resolve() == NODE_PACK.resolve():
+        return
+    if link.exists() or link.is_symlink():
+        log.warning("    %s exists and is not this checkout's node pack: using it as it is", link)
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(NODE_PACK, target_is_directory=True)
+    log.info("    linked the node pack: %s -> %s", link, NODE_PACK)
+
+
+def prepare_models(
+    children: Children, comfy: Path, models_dir: Path | None, types: list[str], env: dict[str, str]
+) -> None:
+    """Fetch the pinned models into ComfyUI's models folder, or verify MODELS_DIR and link its
+    files there (the node pack reads models from ComfyUI's own models folder)."""
+    comfy_models = comfy / "models"
+    fetch = [
+        sys.executable,
+        str(REPO_ROOT / "scripts" / "fetch_models.py"),
+        "--tasks",
+        ",".join(types),
+    ]
+    if models_dir is None:
+        log.info("    fetching the models for %s (verified by sha256)", ", ".join(types))
+        try:
+            children.run(
+                "fetch-models",
+                [*fetch, "--dest", str(comfy_models)],
+                env=env,
+                timeout_s=7200,
+                echo=True,
+            )
+        except ChildFailed as exc:
+            raise SetupError(f"could not fetch the models: {exc}\n{OFFLINE_HINT}") from None
+        return
+    log.info("    verifying the models in MODELS_DIR=%s", models_dir)
+    try:
+        children.run(
+            "verify-models",
+            [*fetch, "--dest", str(models_dir), "--verify-only"],
+            env=env,
+            timeout_s=1800,
+            echo=True,
+        )
+    except ChildFailed as exc:
+        raise SetupError(
+            f"MODELS_DIR={models_dir} lacks verified models for {', '.join(types)}: {exc}\n"
+            f"Fill it with: python scripts/fetch_models.py --dest {models_dir} "
+            f"--tasks {','.join(types)}"
+        ) from None
+    if models_dir.resolve() == comfy_models.resolve():
+        return
+    linked = 0
+    for entry in entries_for_tasks(load_lock(DEFAULT_LOCK_PATH), types):
+        target = comfy_models / entry.dest
+        if target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to((models_dir / entry.dest).resolve())
+        linked += 1
+    if linked:
+        log.info("    linked %d model file(s) from MODELS_DIR into %s", linked, comfy_models)
+
+
+def real_target(comfy: Path, *, cpu: bool) -> ComfyTarget:
+    env = {
+        "COMFYUI_DIR": str(comfy),
+        "COMFYUI_PYTHON": sys.executable,
+        "COMFYUI_PORT": str(free_port()),  # the worker's supervisor reports a clash clearly
+        "COMFYUI_START_TIMEOUT_S": "600",
+    }
+    if cpu:
+        env["COMFYUI_EXTRA_ARGS"] = "--cpu"
+    where = "on the CPU (no GPU found)" if cpu else "on the GPU"
+    return ComfyTarget(description=f"ComfyUI {COMFYUI_REF} in {comfy}, {where}", worker_env=env)

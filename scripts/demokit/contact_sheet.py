@@ -1,0 +1,132 @@
+"""A before/after HTML contact sheet: one row per job, input beside output.
+
+Images are linked by relative paths (the sheet sits beside the samples/ and outputs/ folders),
+shown over a checkerboard so transparency is visible. Pure rendering: no I/O but `write_sheet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+.notes { color: #555; margin: 0 0 18px; padding-left: 18px; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 10px; vertical-align: top; text-align: left; }
+th { background: #f0f0f0; font-weight: 600; }
+.type { font-weight: 600; font-size: 15px; }
+.caption { color: #666; }
+figure { margin: 0; }
+figcaption { color: #666; font-size: 12px; margin-top: 4px; }
+.checker {
+  display: inline-block; line-height: 0; border: 1px solid #ddd;
+  background-color: #fff;
+  background-image:
+    linear-gradient(45deg, #d6d6d6 25%, transparent 25%),
+    linear-gradient(-45deg, #d6d6d6 25%, transparent 25%),
+    linear-gradient(45deg, transparent 75%, #d6d6d6 75%),
+    linear-gradient(-45deg, transparent 75%, #d6d6d6 75%);
+  background-size: 16px 16px;
+  background-position: 0 0, 0 8px, 8px -8px, -8px 0;
+}
+.checker img { max-width: 340px; max-height: 340px; }
+.status { font-weight: 600; }
+.SUCCEEDED { color: #1a7f37; } .FAILED, .CANCELLED { color: #cf222e; }
+.error { color: #cf222e; white-space: pre-wrap; }
+dl { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; font-size: 13px; }
+dt { color: #666; } dd { margin: 0; font-variant-numeric: tabular-nums; }
+code { font-size: 12px; }
+"""
+
+
+@dataclass(frozen=True)
+class Picture:
+    href: str  # relative to the sheet
+    width: int | None = None
+    height: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    job_type: str
+    status: str
+    before: Picture
+    after: list[Picture] = field(default_factory=list)
+    caption: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float | None] = field(default_factory=dict)
+    worker_timings: dict[str, float] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def relative_href(path: Path, sheet_dir: Path) -> str:
+    """A URL-quoted relative link from the sheet's folder to `path`."""
+    rel = path.resolve().relative_to(sheet_dir.resolve())
+    return "/".join(quote(part) for part in rel.parts)
+
+
+def _picture(picture: Picture) -> str:
+    size = f"{picture.width}×{picture.height}" if picture.width and picture.height else ""
+    label = " · ".join(part for part in (size, picture.label) if part)
+    return (
+        f'<figure><a class="checker" href="{escape(picture.href)}">'
+        f'<img src="{escape(picture.href)}" alt="{escape(label or picture.href)}" loading="lazy">'
+        f"</a><figcaption>{escape(label)}</figcaption></figure>"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def _details(row: SheetRow) -> str:
+    items = [("status", f'<span class="status {escape(row.status)}">{escape(row.status)}</span>')]
+    for key in ("queue_s", "run_s", "total_s"):
+        if key in row.timings:
+            items.append((key.removesuffix("_s"), escape(_seconds(row.timings[key]))))
+    for stage, value in row.worker_timings.items():
+        items.append((f"worker {stage}", escape(_seconds(value))))
+    if row.models:
+        items.append(("models", "<br>".join(escape(m) for m in row.models)))
+    if row.params:
+        shown = ", ".join(f"{k}={v}" for k, v in row.params.items())
+        items.append(("params", f"<code>{escape(shown)}</code>"))
+    body = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in items)
+    error = f'<p class="error">{escape(row.error)}</p>' if row.error else ""
+    return f"<dl>{body}</dl>{error}"
+
+
+def render_sheet(rows: list[SheetRow], *, title: str, notes: list[str] | None = None) -> str:
+    """The whole page as a string."""
+    body_rows = []
+    for row in rows:
+        after = "".join(_picture(p) for p in row.after) or '<p class="error">no output</p>'
+        body_rows.append(
+            "<tr>"
+            f'<td><div class="type">{escape(row.job_type)}</div>'
+            f'<div class="caption">{escape(row.caption)}</div></td>'
+            f"<td>{_picture(row.before)}</td><td>{after}</td><td>{_details(row)}</td>"
+            "</tr>"
+        )
+    note_items = "".join(f"<li>{escape(n)}</li>" for n in notes or [])
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1>"
+        f'<ul class="notes">{note_items}</ul>'
+        "<table><thead><tr><th>type</th><th>before</th><th>after</th><th>details</th></tr>"
+        f"</thead><tbody>{''.join(body_rows)}</tbody></table></body></html>\n"
+    )
+
+
+def write_sheet(path: Path, rows: list[SheetRow], *, title: str, notes: list[str]) -> Path:
+    path.write_text(render_sheet(rows, title=title, notes=notes), encoding="utf-8")
+    return path
