@@ -174,20 +174,6 @@ RUN mkdir -p /models \
       python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
     else echo "realesrgan-x4plus: no task in BAKE_TASKS needs it"; fi
 
-FROM fetcher AS weights-realesrgan-x2plus
-COPY --from=models-lock /lock/realesrgan-x2plus/ /lock/
-RUN mkdir -p /models \
- && if [ -f /lock/models.lock ]; then \
-      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
-    else echo "realesrgan-x2plus: no task in BAKE_TASKS needs it"; fi
-
-FROM fetcher AS weights-realesr-general-x4v3
-COPY --from=models-lock /lock/realesr-general-x4v3/ /lock/
-RUN mkdir -p /models \
- && if [ -f /lock/models.lock ]; then \
-      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock --dest /models; \
-    else echo "realesr-general-x4v3: no task in BAKE_TASKS needs it"; fi
-
 # <<< weights stages
 
 # --- runtime: everything the worker needs, assembled from the stages above -----------------
@@ -219,8 +205,6 @@ COPY --link --from=comfyui /comfyui /comfyui
 COPY --link --from=weights-birefnet-general /models/ /comfyui/models/
 COPY --link --from=weights-big-lama /models/ /comfyui/models/
 COPY --link --from=weights-realesrgan-x4plus /models/ /comfyui/models/
-COPY --link --from=weights-realesrgan-x2plus /models/ /comfyui/models/
-COPY --link --from=weights-realesr-general-x4v3 /models/ /comfyui/models/
 # <<< weights layers
 COPY --link comfy_nodes/simplypng /comfyui/custom_nodes/simplypng
 COPY --link pyproject.toml README.md models.lock /app/
@@ -230,8 +214,8 @@ COPY --link scripts /app/scripts
 COPY --link docker/verify_image.py /app/docker/verify_image.py
 # The project is installed editable (no dependencies: they are in the venv already), so
 # its paths resolve under /app exactly as in a checkout. Then the image is checked: its env
-# is a valid worker configuration, no forbidden package, the torch build, and every baked
-# file's size and sha256.
+# is a valid worker configuration, no forbidden package, the torch build, every baked
+# file's size and sha256, and that every import of the baked BiRefNet code resolves here.
 RUN pip install --no-deps -e /app \
  && python -c "from handler.settings import Settings; Settings.from_env()" \
  && pip uninstall -y spandrel_extra_arches \
@@ -239,6 +223,8 @@ RUN pip install --no-deps -e /app \
       --torch "${TORCH_VERSION}" --cuda "${TORCH_CUDA}" \
  && python /app/scripts/fetch_models.py --verify-only --lock /app/models.lock \
       --dest /comfyui/models --tasks "${BAKE_TASKS}" \
+ && (cd /comfyui/custom_nodes && python -m simplypng.models.snapshot_deps \
+      --lock /app/models.lock --models-dir /comfyui/models) \
  && python -m compileall -q --invalidation-mode unchecked-hash \
       /app/handler /comfyui/custom_nodes/simplypng \
  && chmod 0755 /app/scripts/start.sh \
@@ -256,7 +242,7 @@ RUN --network=none \
     if [ "${SKIP_SELFTEST}" = "1" ]; then \
       echo "self-test skipped (SKIP_SELFTEST=1)" > /tmp/selftest.txt; \
     else \
-      REQUIRE_GPU=false python /app/scripts/selftest.py \
+      REQUIRE_GPU=false COMFYUI_EXTRA_ARGS=--cpu python /app/scripts/selftest.py \
       && echo "self-test passed" > /tmp/selftest.txt; \
     fi
 

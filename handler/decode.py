@@ -127,8 +127,8 @@ def _to_8bit_base(image: Image.Image) -> Image.Image:
         values = np.nan_to_num(np.asarray(image, dtype=np.float64))
         # Float images are conventionally 0..1; larger ranges are taken as 0..255.
         factor = 255.0 if values.size and values.max() <= 1.0 else 1.0
-        grey = np.clip(np.rint(values * factor), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L")
+        pixels = np.clip(np.rint(values * factor), 0, 255).astype(np.uint8)
+        return Image.fromarray(pixels, mode="L")
     if mode == "La":
         lum, alpha = image.split()
         return Image.merge("RGBa", (lum, lum, lum, alpha)).convert("RGBA")

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from handler import logs
+from handler.gpu_check import check_gpu
 from handler.pipeline import WorkerContext, run_job
 from handler.runtime import StartupError, WorkerRuntime
 from handler.settings import Settings
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     base = Settings.from_env()
     logs.configure(base.log_level)
+    if not check_gpu().ok and "--cpu" not in base.comfyui_extra_args:
+        # Image builds have no GPU: ComfyUI must be told, or it dies probing CUDA.
+        base = base.model_copy(update={"comfyui_extra_args": [*base.comfyui_extra_args, "--cpu"]})
     with output_sink() as (base_url, store):
         settings = base.model_copy(
             update={

@@ -137,6 +137,9 @@ class Settings(BaseModel):
         None,
         description="Container start time (unix s), set by scripts/start.sh for cold-start logs.",
     )
+    min_driver_version: int = Field(
+        580, ge=0, description="Oldest NVIDIA driver (major) the GPU check accepts; 580 = CUDA 13."
+    )
     warmup: bool = Field(True, description="Run one warm-up prompt per enabled type at start.")
 
     @field_validator("comfyui_extra_args", "enabled_types", "url_allowlist", mode="before")

@@ -31,7 +31,7 @@ def main() -> int:
     logs.configure(settings.log_level)
     started = time.time()
     if settings.require_gpu:
-        report = check_gpu()
+        report = check_gpu(min_driver=settings.min_driver_version)
         if not report.ok:
             log.error("GPU check failed", extra={"reason": report.message})
             return EXIT_NO_GPU

@@ -135,7 +135,7 @@ def check_url(url: str, settings: Settings, *, http_only: bool = False) -> Parse
     if scheme in ("http", "https"):
         if scheme not in allowed_schemes(settings):
             raise _forbidden("http:// inputs are not allowed (use https://)", url)
-        return _check_http(url, scheme, settings)
+        return _check_http(url, "https" if scheme == "https" else "http", settings)
     shown = scheme or "none"
     raise _forbidden(f"URL scheme {shown!r} is not allowed", url if scheme else None)
 

@@ -98,7 +98,7 @@ def check_binding_against(binding: Binding, object_info: dict[str, Any]) -> list
             if param is None:
                 continue
             class_type = graph[node_id].get("class_type")
-            info = object_info.get(class_type)
+            info = object_info.get(class_type) if isinstance(class_type, str) else None
             if info is None:
                 continue
             required, optional = _input_specs(info)

@@ -20,6 +20,7 @@ from .ops.alpha import fill_transparent, snap_alpha
 from .ops.colour_key import colour_key
 from .ops.cutout import cutout
 from .ops.ecomm import white_background
+from .ops.errors import InvalidRegionsError
 from .ops.inpaint import DEFAULT_CONTEXT, remove_objects
 from .ops.matting import guide_params, refine_matte
 from .ops.regions import dilate as dilate_mask
@@ -312,6 +313,13 @@ class SimplyPNGRemovalMask:
             },
             "optional": {
                 "mask_image": ("IMAGE", {"tooltip": "White = remove; resized to the image."}),
+                "mask_transparency": (
+                    "MASK",
+                    {
+                        "tooltip": "The mask image's LoadImage MASK (1 - alpha): "
+                        "transparent pixels remove nothing."
+                    },
+                ),
             },
         }
 
@@ -322,12 +330,27 @@ class SimplyPNGRemovalMask:
         units: str,
         dilate: int,
         mask_image: torch.Tensor | None = None,
+        mask_transparency: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor]:
         height, width = image.shape[1], image.shape[2]
-        drawn = rasterize_regions(parse_regions(regions), units, width, height)  # type: ignore[arg-type]
+        parsed = parse_regions(regions)
+        drawn = rasterize_regions(parsed, units, width, height)  # type: ignore[arg-type]
         masks = [drawn]
         if mask_image is not None:
-            masks = [drawn | mask_from_image(m, width, height) for m in _to_numpy(mask_image)]
+            holes = None if mask_transparency is None else _to_numpy(mask_transparency)
+
+            def one(picture: np.ndarray, hole: np.ndarray | None) -> np.ndarray:
+                alpha = None if hole is None else 1.0 - hole
+                return drawn | mask_from_image(picture, width, height, alpha)
+
+            masks = _map(one, _to_numpy(mask_image), holes)
+        # Nothing to repaint would return the input unchanged, and the job would be charged.
+        if not parsed and mask_image is None:
+            raise InvalidRegionsError("SimplyPNG: no regions and no mask image: nothing to remove")
+        if not all(m.any() for m in masks):
+            raise InvalidRegionsError(
+                "SimplyPNG: the mask image marks no pixel to remove (white, opaque = remove)"
+            )
         grown = [dilate_mask(m, dilate) for m in masks]
         return (_to_tensor([m.astype(np.float32) for m in grown]),)
 

@@ -30,6 +30,7 @@ from api_stub.services import Services
 from api_stub.settings import ApiSettings
 from api_stub.testing.fake_runpod import FakeRunpod
 from api_stub.testing.server import LoopbackServer
+from tests.fakes.services import postgres_missing
 
 PG_DSN = os.environ.get("SIMPLYPNG_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = (
@@ -50,7 +51,7 @@ def pg_schema_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"Postgres unreachable at SIMPLYPNG_TEST_PG_DSN={PG_DSN}: {exc}")
+        postgres_missing(f"Postgres unreachable at SIMPLYPNG_TEST_PG_DSN={PG_DSN}: {exc}")
     schema = f"api_test_{uuid.uuid4().hex[:12]}"
     admin.execute(f"CREATE SCHEMA {schema}")
     separator = "&" if "?" in PG_DSN else "?"

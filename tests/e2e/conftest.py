@@ -23,6 +23,7 @@ from tests.fakes.full_stack import (
     real_worker,
     start_full_loop,
 )
+from tests.fakes.services import postgres_missing
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,7 @@ def pg_reachable() -> None:
         with postgres_schema():
             pass
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        postgres_missing(str(exc))
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def pg_url(pg_reachable: None) -> Iterator[str]:
         with postgres_schema() as url:
             yield url
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        postgres_missing(str(exc))
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 - build_birefnet_standin: a BiRefNet snapshot folder (birefnet.py + BiRefNet_config.py +
   model.safetensors) whose code keeps the real snapshot's contract: class BiRefNet(bb_pretrained,
   config), a relative import of BiRefNetConfig, forward returning a list whose last element is
-  full-resolution logits. It is loaded through the production loader.
+  full-resolution logits. It is loaded through the production loader. With hub_classes=True
+  the classes subclass transformers' PreTrainedModel / PretrainedConfig and use the real
+  file's third-party imports (timm, kornia, einops, torchvision), as the pinned code does.
 - build_big_lama: a FULL-SIZE LaMa state dict (spandrel's architecture, 51 M parameters) saved
   with the original training checkpoint's "generator." key prefix, which spandrel detects.
 - build_tiny_esrgan: an RRDBNet in the basicsr key layout Real-ESRGAN ships ({"params_ema": ...})
@@ -53,6 +55,66 @@ class BiRefNet(nn.Module):
 '''
 
 
+# The same contract on the real snapshot's base classes and third-party imports (transformers,
+# timm, kornia, einops, torchvision): loading it proves that the pinned versions of those
+# packages work with the loader's build-then-load-strict path, which the real code also takes.
+BIREFNET_HUB_CONFIG_PY = '''\
+"""Stand-in for BiRefNet_config.py on transformers' PretrainedConfig, as the real one is."""
+
+from transformers import PretrainedConfig
+
+
+class BiRefNetConfig(PretrainedConfig):
+    model_type = "SegformerForSemanticSegmentation"
+
+    def __init__(self, bb_pretrained=False, **kwargs):
+        self.bb_pretrained = bb_pretrained
+        super().__init__(**kwargs)
+'''
+
+BIREFNET_HUB_PY = '''\
+"""Stand-in for birefnet.py: a PreTrainedModel using the real file's third-party imports."""
+
+import torch
+from einops import rearrange
+from kornia.filters import laplacian
+from timm.models.layers import DropPath, trunc_normal_
+from torch import nn
+from torchvision.ops import deform_conv2d  # the real decoder's deformable convolution
+from transformers import PreTrainedModel
+
+from .BiRefNet_config import BiRefNetConfig
+
+
+class Settings:
+    """The real model swaps its transformers config for a plain settings object."""
+
+    size = 1024
+
+
+class BiRefNet(PreTrainedModel):
+    config_class = BiRefNetConfig
+
+    def __init__(self, bb_pretrained=True, config=BiRefNetConfig()):
+        super().__init__(config)
+        if config.bb_pretrained:
+            raise RuntimeError("would download backbone weights")
+        self.config = Settings()
+        self.coarse = nn.Conv2d(3, 4, kernel_size=3, stride=4, padding=1)
+        self.to_coarse = nn.Conv2d(4, 1, kernel_size=1)
+        self.head = nn.Conv2d(3, 1, kernel_size=1)
+        self.drop = DropPath(0.1)  # identity in eval, as in the real backbone
+        trunc_normal_(self.head.weight, std=0.02)
+
+    def forward(self, x):
+        coarse = self.to_coarse(torch.relu(self.coarse(x)))
+        edges = laplacian(coarse, kernel_size=5)
+        patches = rearrange(x, "b c (hg h) (wg w) -> (b hg wg) c h w", hg=2, wg=2)
+        whole = rearrange(patches, "(b hg wg) c h w -> b c (hg h) (wg w)", hg=2, wg=2)
+        return [coarse + 0 * edges, self.head(self.drop(whole))]
+'''
+
+
 def _random_state(shapes: Mapping[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {k: torch.randn(s, generator=generator) * 0.1 for k, s in shapes.items()}
@@ -72,17 +134,25 @@ def build_birefnet_standin(
     folder: Path,
     overrides: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
+    hub_classes: bool = False,
 ) -> dict[str, Path]:
     """Write the stand-in snapshot into `folder`; returns {file name: path}.
 
     `overrides` replaces tensors of the random state dict, e.g. a known "head" so a test can
     predict the mask. The weights are stored as float16, as the pinned snapshot stores them.
+    `hub_classes` writes the variant built on transformers with the real file's imports
+    (slower to import: a few seconds for transformers, timm and kornia).
     """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "BiRefNet_config.py").write_text(BIREFNET_CONFIG_PY, encoding="utf-8")
-    (folder / "birefnet.py").write_text(BIREFNET_PY, encoding="utf-8")
+    config_py, model_py = (
+        (BIREFNET_HUB_CONFIG_PY, BIREFNET_HUB_PY)
+        if hub_classes
+        else (BIREFNET_CONFIG_PY, BIREFNET_PY)
+    )
+    (folder / "BiRefNet_config.py").write_text(config_py, encoding="utf-8")
+    (folder / "birefnet.py").write_text(model_py, encoding="utf-8")
     state = _random_state(BIREFNET_SHAPES, seed)
     state.update(overrides or {})
     save_file(

@@ -133,7 +133,7 @@ def test_constraints_are_exact_pins_and_leave_torch_to_the_build_args():
     pins = _pins(lines)
     assert len(pins) == len(lines), "every constraint must be name==version"
     assert "torch" not in pins and "torchvision" not in pins
-    for name in ("spandrel", "runpod", "httpx", "fpng"):
+    for name in ("spandrel", "runpod", "httpx", "fpng", "timm", "kornia", "einops", "transformers"):
         assert pins[name] == {**BASE_PINS, **NODE_PINS, "runpod": "1.12.0"}[name], name
 
 
@@ -208,6 +208,16 @@ def test_weights_come_only_from_fetch_models_and_models_lock():
     assert "Settings.from_env()" in verify  # a BAKE_TASKS typo fails the build
 
 
+def test_runtime_checks_the_imports_of_the_baked_birefnet_code():
+    run = " ".join(" ".join(BY_NAME["runtime"].of("RUN")).replace("\\", " ").split())
+    assert (
+        "(cd /comfyui/custom_nodes && python -m simplypng.models.snapshot_deps "
+        "--lock /app/models.lock --models-dir /comfyui/models)"
+    ) in run
+    # after the weights are verified and before anything runs as the worker
+    assert run.index("fetch_models.py --verify-only") < run.index("snapshot_deps")
+
+
 def test_weights_blocks_are_rendered_from_the_current_models_lock():
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert lockutil.render_dockerfile(text, LOCK_RAW) == text, (
@@ -269,6 +279,8 @@ def test_final_image_depends_on_the_selftest():
     (run,) = selftest.of("RUN")
     assert run.startswith("--network=none ")
     assert "python /app/scripts/selftest.py" in run
+    # Builds have no GPU; ComfyUI dies probing CUDA unless told to use the CPU.
+    assert "COMFYUI_EXTRA_ARGS=--cpu python /app/scripts/selftest.py" in run
     assert (ROOT / "scripts" / "selftest.py").is_file(), "the self-test the build runs is missing"
     assert '"${SKIP_SELFTEST}" = "1"' in run
     assert ARGS["SKIP_SELFTEST"] == "0"

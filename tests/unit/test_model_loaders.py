@@ -6,8 +6,10 @@ loader; LaMa is full size (spandrel's architecture, random weights).
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -18,7 +20,12 @@ torch = pytest.importorskip("torch", reason="needs torch (the nodes extra)")
 pytest.importorskip("spandrel", reason="needs spandrel (the nodes extra)")
 pytest.importorskip("safetensors", reason="needs safetensors (the nodes extra)")
 
-from comfy_nodes.simplypng.models import device, location, registry  # noqa: E402
+from comfy_nodes.simplypng.models import (  # noqa: E402
+    device,
+    location,
+    registry,
+    snapshot_deps,
+)
 from comfy_nodes.simplypng.models.errors import InferenceError, ModelFileError  # noqa: E402
 from comfy_nodes.simplypng.models.inpainter import Inpainter, tile_spans  # noqa: E402
 from comfy_nodes.simplypng.models.segmenter import (  # noqa: E402
@@ -40,8 +47,11 @@ from tests.fakes.tiny_models import (  # noqa: E402
 pytestmark = [
     pytest.mark.torch,
     pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
+    # The pinned BiRefNet code imports timm's old module paths, which timm 1.x still serves.
+    pytest.mark.filterwarnings("ignore:Importing from timm.models:FutureWarning"),
 ]
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIREFNET_DIR = "birefnet/birefnet-general"
 LAMA_DEST = "inpaint/big-lama.pt"
 
@@ -52,10 +62,10 @@ def lama_file(tmp_path_factory) -> Path:
     return build_big_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
 
 
-def _store(root: Path, lama_file: Path, overrides=None) -> tuple[Path, Path]:
+def _store(root: Path, lama_file: Path, overrides=None, hub_classes=False) -> tuple[Path, Path]:
     """A models folder with a stand-in BiRefNet and big-LaMa, and the lock pinning them."""
     models = root / "models"
-    build_birefnet_standin(models / BIREFNET_DIR, overrides=overrides)
+    build_birefnet_standin(models / BIREFNET_DIR, overrides=overrides, hub_classes=hub_classes)
     (models / "inpaint").mkdir(parents=True)
     (models / LAMA_DEST).symlink_to(lama_file)
     entries = birefnet_lock_entries(models, BIREFNET_DIR)
@@ -261,6 +271,133 @@ def test_a_missing_python_dependency_is_named_and_cleaned_up(store):
     with pytest.raises(ModelFileError, match="simplypng_no_such_package"):
         registry.get_segmenter()
     assert not [name for name in set(sys.modules) - before if "birefnet" in name]
+
+
+def test_every_missing_package_is_named_before_any_snapshot_code_runs(store, tmp_path):
+    models, lock = store
+    ran = tmp_path / "ran"
+    config = models / BIREFNET_DIR / "BiRefNet_config.py"
+    config.write_text(f"open({str(ran)!r}, 'w').close()\n" + config.read_text())
+    code = models / BIREFNET_DIR / "birefnet.py"
+    code.write_text(
+        "import os\nimport simplypng_absent_a.sub\n"
+        "try:\n    import simplypng_optional\nexcept ImportError:\n    pass\n"
+        "from simplypng_absent_b import thing\n" + code.read_text()
+    )
+    registry.configure(
+        models_dir=models,
+        lock_path=write_lock(lock, birefnet_lock_entries(models, BIREFNET_DIR)),
+        device="cpu",
+    )
+    with pytest.raises(ModelFileError) as caught:
+        registry.get_segmenter()
+    assert "'simplypng_absent_a', 'simplypng_absent_b'" in str(caught.value)
+    assert "simplypng_optional" not in str(caught.value) and "'os'" not in str(caught.value)
+    assert not ran.exists()
+
+
+def test_an_installed_package_without_an_imported_name_is_a_clear_error(store):
+    models, lock = store
+    code = models / BIREFNET_DIR / "birefnet.py"
+    code.write_text("from numpy import simplypng_no_such_name\n" + code.read_text())
+    registry.configure(
+        models_dir=models,
+        lock_path=write_lock(lock, birefnet_lock_entries(models, BIREFNET_DIR)),
+        device="cpu",
+    )
+    with pytest.raises(ModelFileError, match=r"does not import.*simplypng_no_such_name"):
+        registry.get_segmenter()
+
+
+def test_birefnet_code_dependencies_are_installed():
+    # Every module and name the pinned code imports (as snapshot_deps records them) resolves.
+    assert (
+        snapshot_deps.unresolved(
+            {module: set(names) for module, names in snapshot_deps.EXPECTED_IMPORTS.items()}
+        )
+        == []
+    )
+    # ... and comes from a pinned requirement of the project, so the image installs it too.
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    required = {
+        re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower()
+        for req in [*project["dependencies"], *project["optional-dependencies"]["nodes"]]
+    }
+    assert not snapshot_deps.EXPECTED_PACKAGES - required
+
+
+def test_import_scan_keeps_third_party_modules_and_the_names_taken():
+    source = (
+        "from __future__ import annotations\nimport os, math\nimport torch.nn as nn\n"
+        "from timm.models.layers import DropPath, trunc_normal_\nfrom . import sibling\n"
+        "from .BiRefNet_config import BiRefNetConfig\n"
+        "def f():\n    from kornia.filters import laplacian\n"
+        "try:\n    import optional_a\nexcept (ValueError, ImportError):\n    import fallback_b\n"
+        "try:\n    import needed_c\nexcept ValueError:\n    pass\n"
+    )
+    assert snapshot_deps.code_imports(source) == {
+        "torch.nn": set(),
+        "timm.models.layers": {"DropPath", "trunc_normal_"},
+        "kornia.filters": {"laplacian"},
+        "fallback_b": set(),
+        "needed_c": set(),
+    }
+    assert snapshot_deps.undeclared_packages({"torch.nn": set(), "needed_c": set()}) == ["needed_c"]
+    assert snapshot_deps.unresolved({"numpy": {"ndarray", "nope"}, "simplypng_gone": set()}) == [
+        "numpy: has no 'nope'",
+        "simplypng_gone: No module named 'simplypng_gone'",
+    ]
+    with pytest.raises(ModelFileError, match="cannot parse"):
+        snapshot_deps.code_imports("def (:\n")
+
+
+def test_snapshot_import_check_of_a_models_folder(tmp_path, capsys):
+    models = tmp_path / "models"
+    lock = write_lock(tmp_path / "models.lock", [])
+    build_birefnet_standin(models / BIREFNET_DIR)
+    lock = write_lock(tmp_path / "models.lock", birefnet_lock_entries(models, BIREFNET_DIR))
+    argv = ["--lock", str(lock), "--models-dir", str(models)]
+    assert snapshot_deps.main(argv) == 0
+    assert "imports resolve (2 files)" in capsys.readouterr().out
+    code = models / BIREFNET_DIR / "birefnet.py"
+    code.write_text("import simplypng_absent\nfrom numpy import nope\n" + code.read_text())
+    assert snapshot_deps.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "imports 'simplypng_absent', which EXPECTED_IMPORTS does not list" in err
+    assert "numpy: has no 'nope'" in err
+    assert snapshot_deps.main(["--lock", str(lock), "--models-dir", str(tmp_path / "x")]) == 0
+    assert "nothing to check" in capsys.readouterr().out
+
+
+def test_a_snapshot_on_the_real_base_classes_and_imports_loads_and_predicts(tmp_path, lama_file):
+    # transformers' PreTrainedModel, timm, kornia and einops at the pinned versions, through
+    # the same build / strict load / eval / dtype path the real BiRefNet takes.
+    overrides = {"head.weight": torch.ones(1, 3, 1, 1), "head.bias": torch.zeros(1)}
+    models, lock = _store(tmp_path, lama_file, overrides=overrides, hub_classes=True)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        image = np.zeros((1, 64, 48, 3), dtype=np.float32)
+        image[0, 16:48, 12:36] = 1.0
+        segmenter = registry.get_segmenter()
+        mask = segmenter.predict(image)[0]
+    finally:
+        registry.configure()
+    from transformers import PreTrainedModel
+
+    assert isinstance(segmenter.model, PreTrainedModel)
+    assert not segmenter.model.training
+    assert mask[32, 24] > 0.99 and mask[2, 2] < 0.01
+
+
+def test_models_built_elsewhere_are_served_until_configure(store, lama_inpainter):
+    built = Segmenter(torch.nn.Identity(), torch.device("cpu"), torch.float32)
+    registry.use(segmenter=built)
+    assert registry.get_segmenter() is built
+    registry.use(inpainter=lama_inpainter)  # None for the other model leaves it alone
+    assert registry.get_segmenter() is built and registry.get_inpainter() is lama_inpainter
+    models, lock = store
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    assert registry.get_segmenter() is not built
 
 
 def test_a_failed_load_is_retried_on_the_next_call(store):

@@ -218,6 +218,39 @@ def test_removal_mask_from_regions_and_a_mask_image_batch():
     assert both[0].sum() < both[1].sum() and both[1, 15, 25] == 1
 
 
+def test_removal_mask_ignores_transparent_pixels_of_the_mask_image():
+    image = torch.zeros(1, 20, 30, 3)
+    white = torch.ones(1, 10, 15, 3)  # LoadImage's IMAGE drops alpha: all white here
+    transparency = torch.zeros(1, 10, 15)
+    transparency[:, :, :10] = 1.0  # its MASK (1 - alpha): the left two thirds are transparent
+    (mask,) = nodes.SimplyPNGRemovalMask().run(image, "[]", "px", 0, white, transparency)
+    assert mask.shape == (1, 20, 30)
+    assert not mask[0, :, :20].any() and mask[0, :, 20:].all()
+    # LoadImage's 64x64 placeholder for a mask image without alpha: everything counts
+    (opaque,) = nodes.SimplyPNGRemovalMask().run(
+        image, "[]", "px", 0, white, torch.zeros(1, 64, 64)
+    )
+    assert opaque.all()
+
+
+@pytest.mark.parametrize(
+    ("regions", "mask_image", "transparency", "message"),
+    [
+        ('[{"kind": "rect", "x": 40, "y": 0, "w": 5, "h": 5}]', None, None, "regions do not"),
+        ('[{"kind": "rect", "x": 1e308, "y": 1e308, "w": 1e308, "h": 1}]', None, None, "regions"),
+        ("[]", None, None, "no regions and no mask image"),
+        ("[]", torch.zeros(1, 10, 15, 3), None, "mask image marks no pixel"),
+        ("[]", torch.ones(1, 10, 15, 3), torch.ones(1, 10, 15), "mask image marks no pixel"),
+    ],
+)
+def test_a_removal_mask_covering_nothing_is_an_error(regions, mask_image, transparency, message):
+    from simplypng.ops.errors import InvalidRegionsError
+
+    image = torch.zeros(1, 20, 30, 3)
+    with pytest.raises(InvalidRegionsError, match=message):
+        nodes.SimplyPNGRemovalMask().run(image, regions, "px", 8, mask_image, transparency)
+
+
 def test_fill_transparent_uses_the_loadimage_mask_convention():
     image = torch.zeros(1, 4, 6, 3)
     image[..., 3:, :] = torch.tensor([0.2, 0.4, 0.6])

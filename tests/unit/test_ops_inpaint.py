@@ -5,12 +5,16 @@ The inpainter here is a plain function standing in for the model: the ops layer 
 """
 
 import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 from simplypng.ops.errors import InvalidRegionsError
 from simplypng.ops.inpaint import crop_boxes, model_size, remove_objects
 from simplypng.ops.regions import (
+    CLIP_MARGIN,
+    clip_polygon,
     dilate,
     mask_from_image,
     parse_regions,
@@ -123,6 +127,54 @@ def test_bad_regions_are_clear_errors(text):
         rasterize_regions(parse_regions(text), "px", 10, 10)
 
 
+@pytest.mark.parametrize(
+    ("regions", "units"),
+    [
+        ([{"kind": "rect", "x": 10, "y": 0, "w": 5, "h": 5}], "px"),
+        ([{"kind": "rect", "x": -6, "y": 2, "w": 6, "h": 2}], "px"),
+        ([{"kind": "rect", "x": 1.0, "y": 0.0, "w": 0.5, "h": 0.5}], "normalized"),
+        ([{"kind": "polygon", "points": [[20, 20], [30, 20], [20, 30]]}], "px"),
+        ([{"kind": "rect", "x": 1e308, "y": 1e308, "w": 1e308, "h": 1e308}], "normalized"),
+        ([{"kind": "rect", "x": -1e308, "y": 0, "w": 1e308, "h": 1}], "px"),
+        ([{"kind": "polygon", "points": [[1e308, 0], [1.5e308, 1], [1e308, 1e308]]}], "px"),
+    ],
+)
+def test_regions_that_cover_no_pixel_are_an_error(regions, units):
+    with pytest.raises(InvalidRegionsError, match="do not cover any pixel of the image"):
+        rasterize_regions(regions, units, 10, 10)
+    assert not rasterize_regions([], "px", 10, 10).any()  # no regions at all: no error here
+
+
+def test_huge_coordinates_do_not_overflow():
+    every = [
+        [{"kind": "rect", "x": -1e308, "y": -1e308, "w": 1.7e308, "h": 1.7e308}],
+        [{"kind": "rect", "x": 0, "y": 0, "w": 1e308, "h": 1e308}],
+        [{"kind": "polygon", "points": [[-1e308, -1e308], [1e308, -1e308], [0, 1e308]]}],
+    ]
+    for regions in every:
+        for units in ("px", "normalized"):
+            assert rasterize_regions(regions, units, 12, 9).all(), (regions, units)
+    # a far vertex keeps the direction of the edges that cross the image
+    wedge = [{"kind": "polygon", "points": [[0, 0], [1e308, 5e307], [0, 1e308]]}]
+    mask = rasterize_regions(wedge, "px", 10, 10)
+    assert mask[5, 8] and mask[9, 9] and not mask[3, 8] and not mask[0, 9]  # below y = x / 2
+
+
+def test_polygon_clipping_is_exact_and_keeps_what_is_inside():
+    far = (Fraction(1e308), Fraction(1e308))
+    clipped = clip_polygon([(Fraction(0), Fraction(0)), far, (Fraction(0), far[1])], 10, 10)
+    assert all(abs(c) <= 10 + CLIP_MARGIN for point in clipped for c in point)
+    assert (Fraction(10 + CLIP_MARGIN), Fraction(10 + CLIP_MARGIN)) in clipped  # on the diagonal
+    inside = [(Fraction(1), Fraction(2)), (Fraction(8), Fraction(2)), (Fraction(4), Fraction(9))]
+    assert clip_polygon(inside, 10, 10) == inside
+    # a vertex beyond the margin: the rasterised image equals drawing the original polygon
+    points = [[2.0, 3.0], [3_000_000.0, 7.0], [3.0, 30.0]]
+    canvas = Image.new("L", (40, 40), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in points], fill=255, outline=255)
+    drawn = rasterize_regions([{"kind": "polygon", "points": points}], "px", 40, 40)
+    assert np.array_equal(drawn, np.asarray(canvas) > 0)
+
+
 def test_params_regions_serialised_by_the_handler_parse():
     regions = [{"kind": "rect", "x": 1.0, "y": 1.0, "w": 2.0, "h": 2.0}]
     assert parse_regions(json.dumps(regions)) == regions
@@ -142,3 +194,16 @@ def test_mask_image_white_means_remove_and_is_resized():
     mask = mask_from_image(small, 10, 10)
     assert mask.shape == (10, 10)
     assert mask[:, 7:].all() and not mask[:, :5].any()
+
+
+def test_transparent_pixels_of_a_mask_image_remove_nothing():
+    white = np.ones((4, 4, 3), np.float32)
+    alpha = np.ones((4, 4), np.float32)
+    alpha[:2] = 0.0  # the top half is transparent (white underneath, as editors often leave it)
+    alpha[2:, :1] = 0.4  # partly transparent white counts as 40 % coverage: kept
+    mask = mask_from_image(white, 4, 4, alpha)
+    assert not mask[:2].any() and not mask[2:, 0].any() and mask[2:, 1:].all()
+    rgba = np.concatenate([white, alpha[..., None]], axis=-1)  # or alpha as a 4th channel
+    assert np.array_equal(mask_from_image(rgba, 4, 4), mask)
+    # alpha at another size (LoadImage's 64x64 placeholder for "no alpha") is resized
+    assert mask_from_image(white, 8, 8, np.ones((64, 64), np.float32)).all()

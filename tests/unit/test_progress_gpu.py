@@ -35,3 +35,18 @@ def test_gpu_check_passes_with_a_gpu() -> None:
         run=lambda cmd: _proc(0, "NVIDIA H200, 570.1, 143771 MiB\n"), which=lambda _: "/x"
     )
     assert report.ok and "H200" in report.message
+
+
+def test_gpu_check_refuses_an_old_driver() -> None:
+    old = check_gpu(
+        run=lambda cmd: _proc(0, "NVIDIA L4, 550.54.15, 23034 MiB\n"),
+        which=lambda _: "/x",
+        min_driver=580,
+    )
+    assert not old.ok and "driver too old" in old.message and "550.54.15" in old.message
+    new = check_gpu(
+        run=lambda cmd: _proc(0, "NVIDIA L4, 580.65.06, 23034 MiB\n"),
+        which=lambda _: "/x",
+        min_driver=580,
+    )
+    assert new.ok

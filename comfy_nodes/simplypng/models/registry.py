@@ -23,7 +23,15 @@ from .inpainter import Inpainter, load_inpainter
 from .location import default_lock_path, default_models_dir, verify_sha256_default
 from .segmenter import Segmenter, load_segmenter
 
-__all__ = ["Inpainter", "Segmenter", "configure", "get_inpainter", "get_segmenter", "reset_cache"]
+__all__ = [
+    "Inpainter",
+    "Segmenter",
+    "configure",
+    "get_inpainter",
+    "get_segmenter",
+    "reset_cache",
+    "use",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,19 @@ def reset_cache() -> None:
     with _lock:
         _segmenter = None
         _inpainter = None
+
+
+def use(*, segmenter: Segmenter | None = None, inpainter: Inpainter | None = None) -> None:
+    """Serve models built elsewhere (scripts/bench_models.py builds random-weight ones).
+
+    None leaves that model as it is; configure() and reset_cache() forget them.
+    """
+    global _segmenter, _inpainter
+    with _lock:
+        if segmenter is not None:
+            _segmenter = segmenter
+        if inpainter is not None:
+            _inpainter = inpainter
 
 
 def _resolved() -> tuple[Path, Path, bool, torch.device]:

@@ -24,6 +24,7 @@ from torch import nn
 from .device import dtype_for, force_offline, release_memory
 from .errors import InferenceError, ModelFileError
 from .lockfile import ModelFile, read_model_files, read_verified, resolve_files, sha256_bytes
+from .snapshot_deps import code_imports, missing_packages
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def import_snapshot(package: str, sources: Mapping[str, tuple[Path, bytes]]) -> 
         return sys.modules[entry_name]
     if ENTRY_MODULE not in sources:
         raise ModelFileError(f"snapshot has no {ENTRY_MODULE}.py")
+    _check_imports(sources)
     parent = types.ModuleType(package)
     parent.__path__ = []  # a package, but never searched on disk
     parent.__package__ = package
@@ -72,10 +74,32 @@ def import_snapshot(package: str, sources: Mapping[str, tuple[Path, bytes]]) -> 
             f"BiRefNet code at {sources[ENTRY_MODULE][0]} needs the Python package "
             f"{exc.name!r}, which is not installed"
         ) from exc
+    except ImportError as exc:  # an installed package without a name the code imports
+        _forget(created)
+        raise ModelFileError(
+            f"BiRefNet code at {sources[ENTRY_MODULE][0]} does not import: {exc} "
+            "(the `nodes` extra of pyproject.toml pins the versions it needs)"
+        ) from exc
     except BaseException:
         _forget(created)
         raise
     return sys.modules[entry_name]
+
+
+def _check_imports(sources: Mapping[str, tuple[Path, bytes]]) -> None:
+    """Name every package the snapshot imports that is missing, before any of it runs."""
+    missing = sorted(
+        {
+            package
+            for path, source in sources.values()
+            for package in missing_packages(code_imports(source, str(path)))
+        }
+    )
+    if missing:
+        raise ModelFileError(
+            f"BiRefNet code at {sources[ENTRY_MODULE][0]} needs the Python package(s) "
+            f"{', '.join(map(repr, missing))}, not installed (the `nodes` extra installs them)"
+        )
 
 
 def _forget(names: list[str]) -> None:
