@@ -1,4 +1,4 @@
-"""The Starlette application: routes wired to their handlers, nothing else."""
+"""The Starlette application: routes wired to their handlers, every error answered as JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from api_stub.errors import ApiError, api_error_handler
+from api_stub.errors import ApiError, api_error_handler, error_response
 from api_stub.routes import account, jobs, meta, storage, uploads, webhooks
 from api_stub.services import Services
 from api_stub.settings import ApiSettings
@@ -46,6 +49,26 @@ def routes(settings: ApiSettings) -> list[BaseRoute]:
     ]
 
 
+# Codes for the errors Starlette raises itself, beside the API's own (api_stub/errors.py).
+HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "BODY_TOO_LARGE",
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown route, wrong method, a streamed body over a route's
+    limit) in the API's JSON error shape rather than text/plain; 405's Allow header is kept.
+    A declared Content-Length over the limit still gets Starlette's text/plain 413: its
+    body-limit middleware answers that before any handler runs."""
+    assert isinstance(exc, HTTPException)
+    code = HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, exc.detail, headers=headers)
+
+
 def create_app(settings: ApiSettings, *, services: Services | None = None) -> Starlette:
     """Build the app; `services` lets tests inject a database, storage or Runpod client."""
     svc = services or Services.from_settings(settings)
@@ -58,7 +81,7 @@ def create_app(settings: ApiSettings, *, services: Services | None = None) -> St
 
     app = Starlette(
         routes=routes(settings),
-        exception_handlers={ApiError: api_error_handler},
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
         lifespan=lifespan,
     )
     app.state.services = svc

@@ -134,7 +134,7 @@ class Dispatcher:
             # Cancelled or re-queued while /run was in flight: do not leave a stray run.
             log.warning("job lost during dispatch; cancelling on Runpod", extra={"job_id": job_id})
             try:
-                self.runpod.cancel(runpod_id)
+                self.runpod.cancel(runpod_id, job_id=job_id)
             except RunpodError as exc:
                 log.warning("cancel failed", extra={"job_id": job_id, "error": str(exc)})
             return

@@ -102,7 +102,7 @@ class Reconciler:
     def check(self, job: Row) -> None:
         job_id, runpod_id = job["id"], job["runpod_job_id"]
         try:
-            state = self.runpod.status(runpod_id)
+            state = self.runpod.status(runpod_id, job_id=job_id)
         except RunpodError as exc:
             log.warning("status check failed", extra={"job_id": job_id, "error": str(exc)})
             return
@@ -158,7 +158,7 @@ class Reconciler:
 
     def _cancel_quietly(self, runpod_id: str, job_id: str) -> None:
         try:
-            self.runpod.cancel(runpod_id)
+            self.runpod.cancel(runpod_id, job_id=job_id)
         except RunpodError as exc:
             log.warning("cancel failed", extra={"job_id": job_id, "error": str(exc)})
 

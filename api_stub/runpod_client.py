@@ -98,19 +98,30 @@ class RunpodClient:
         body: dict[str, Any] = {"input": job_input}
         if policy:
             body["policy"] = policy
-        data = self._call("POST", "/run", json=body, before_retry=before_retry)
+        ours = job_input.get("job_id")  # labels the log lines of failed attempts
+        data = self._call(
+            "POST",
+            "/run",
+            json=body,
+            before_retry=before_retry,
+            log_extra={"job_id": ours if isinstance(ours, str) else None},
+        )
         job_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(job_id, str) or not job_id:
             raise RunpodError("/run answered without a job id")
         return job_id
 
-    def status(self, runpod_job_id: str) -> RunpodJob:
-        """The job's state; UNKNOWN when Runpod no longer knows the id (404)."""
+    def status(self, runpod_job_id: str, *, job_id: str | None = None) -> RunpodJob:
+        """The job's state; UNKNOWN when Runpod no longer knows the id (404).
+
+        `job_id` (our id) only labels the log lines of failed attempts.
+        """
         try:
             data = self._call(
                 self._status_method,
                 f"/status/{runpod_job_id}",
                 timeout=self._status_timeout_s,
+                log_extra={"job_id": job_id, "runpod_job_id": runpod_job_id},
             )
         except RunpodError as exc:
             if exc.status_code == 404:
@@ -128,10 +139,14 @@ class RunpodClient:
             execution_ms=_number(data.get("executionTime")),
         )
 
-    def cancel(self, runpod_job_id: str) -> bool:
+    def cancel(self, runpod_job_id: str, *, job_id: str | None = None) -> bool:
         """Ask Runpod to cancel; False when the endpoint has no such job (or no /cancel)."""
         try:
-            self._call("POST", f"/cancel/{runpod_job_id}")
+            self._call(
+                "POST",
+                f"/cancel/{runpod_job_id}",
+                log_extra={"job_id": job_id, "runpod_job_id": runpod_job_id},
+            )
         except RunpodError as exc:
             if exc.status_code in (404, 405):
                 return False
@@ -145,8 +160,11 @@ class RunpodClient:
         *,
         timeout: float | None = None,
         before_retry: Callable[[], bool] | None = None,
+        log_extra: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
+        # A job_id of None is filled from the job id bound to the context (handler.logs).
+        labels = {"path": path, **(log_extra or {})}
         last: RunpodError | None = None
         for attempt in range(self._attempts):
             if attempt:
@@ -163,7 +181,7 @@ class RunpodClient:
                 )
             except httpx.TransportError as exc:
                 last = RunpodError(f"{method} {path}: {type(exc).__name__}", retryable=True)
-                log.warning("runpod call failed", extra={"path": path, "error": type(exc).__name__})
+                log.warning("runpod call failed", extra={**labels, "error": type(exc).__name__})
                 continue
             if response.status_code in RETRYABLE_STATUS:
                 last = RunpodError(
@@ -172,9 +190,7 @@ class RunpodClient:
                     retryable=True,
                     retry_after=_retry_after(response),
                 )
-                log.warning(
-                    "runpod call refused", extra={"path": path, "status": response.status_code}
-                )
+                log.warning("runpod call refused", extra={**labels, "status": response.status_code})
                 continue
             if response.status_code >= 400:
                 raise RunpodError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -164,7 +165,9 @@ async def cancel_job(request: Request) -> JSONResponse:
     runpod_id = finished.row["runpod_job_id"]
     if runpod_id:
         try:
-            cancelled = await run_in_threadpool(svc.runpod.cancel, runpod_id)
+            cancelled = await run_in_threadpool(
+                functools.partial(svc.runpod.cancel, runpod_id, job_id=job_id)
+            )
         except RunpodError as exc:
             cancelled = False
             log.warning("runpod cancel failed", extra={"job_id": job_id, "error": str(exc)})

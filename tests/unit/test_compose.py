@@ -18,6 +18,7 @@ from handler.settings import Settings as WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+METRICS_PORTS = {"dispatcher": 9101, "reconciler": 9102}
 SERVICES: dict[str, dict] = COMPOSE["services"]
 CONTROL_PLANE = ("migrate", "api", "dispatcher", "reconciler")
 WORKERS = {"gpu": "worker", "cpu": "worker-cpu"}
@@ -35,6 +36,18 @@ def env(service: str) -> dict[str, str]:
 
 def flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
+
+
+def dotenv() -> dict[str, str]:
+    """The committed .env, in the KEY=VALUE form Compose reads (comments and blanks skipped)."""
+    values: dict[str, str] = {}
+    for line in (ROOT / ".env").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), line
+            values[key] = value
+    return values
 
 
 def stage_names() -> set[str]:
@@ -78,17 +91,43 @@ def test_worker_serves_runpods_local_api_through_the_image_entry_point():
     assert f"127.0.0.1:{port}:{port}" in SERVICES["worker"]["ports"]
 
 
-def test_depends_on_names_existing_always_on_services():
+def test_depends_on_names_existing_services_and_profiled_ones_only_optionally():
     for name, service in SERVICES.items():
-        for target in service.get("depends_on", {}):
+        for target, spec in service.get("depends_on", {}).items():
             assert target in SERVICES, f"{name} depends on unknown {target}"
-            assert "profiles" not in SERVICES[target], f"{name} depends on profiled {target}"
+            if "profiles" in SERVICES[target]:
+                # Compose >= 2.20 skips a dependency that is not required and not enabled.
+                assert spec.get("required") is False, f"{name} requires profiled {target}"
     one_shots = {"migrate", "createbuckets"}
     for name in ("api", "dispatcher", "reconciler"):
         conditions = SERVICES[name]["depends_on"]
         assert {
             t for t, c in conditions.items() if c["condition"] == "service_completed_successfully"
         } == one_shots
+
+
+def test_dispatcher_waits_for_whichever_worker_is_started_to_be_healthy():
+    depends = SERVICES["dispatcher"]["depends_on"]
+    for worker in WORKERS.values():
+        assert depends[worker] == {"condition": "service_healthy", "required": False}
+        assert SERVICES[worker]["healthcheck"]["test"], worker
+    # Nothing else waits on a worker: the api and reconciler start without one.
+    for name, service in SERVICES.items():
+        if name != "dispatcher":
+            assert not set(service.get("depends_on", {})) & set(WORKERS.values()), name
+
+
+def test_committed_env_starts_the_cpu_worker_by_default():
+    values = dotenv()
+    profiles = values["COMPOSE_PROFILES"].split(",")
+    assert profiles == ["cpu"]
+    started = [n for n, s in SERVICES.items() if set(s.get("profiles", [])) & set(profiles)]
+    assert started == [WORKERS["cpu"]]
+    # Compose's own settings only: no container values hide in it.
+    assert set(values) == {"COMPOSE_PROFILES"}
+    # ... and it stays out of the images.
+    dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in dockerignore
 
 
 def test_dispatcher_and_reconciler_reach_the_worker_service():
@@ -100,6 +139,40 @@ def test_dispatcher_and_reconciler_reach_the_worker_service():
         assert str(url.port) == flag(command, "--rp_api_port")
         settings = ApiSettings.from_env(env(name))
         assert settings.runpod_status_method == "POST"  # what the local API wants
+
+
+def test_control_plane_drives_runpods_local_api_like_the_demo():
+    """The local API runs a /run job only inside POST /status/{id}: the reconciler calls it at
+    once, rarely repeats it, one job at a time, and the dispatcher keeps the worker fed."""
+    for name in CONTROL_PLANE:
+        settings = ApiSettings.from_env(env(name))
+        assert settings.reconcile_after_s == 0, name
+        assert settings.reconcile_every_s == 900 > settings.runpod_status_timeout_s, name
+        assert settings.reconcile_concurrency == 1, name
+        assert settings.max_inflight == 2, name
+
+
+def test_users_get_presigned_urls_for_the_published_minio_port():
+    host_port = next(
+        p.split(":")[1] for p in SERVICES["minio"]["ports"] if str(p).endswith(":9000")
+    )
+    for name in CONTROL_PLANE:
+        settings = ApiSettings.from_env(env(name))
+        public = urlsplit(settings.s3_public_endpoint_url)
+        assert (public.hostname, str(public.port)) == ("localhost", host_port), name
+        # workers keep fetching through the compose network
+        assert urlsplit(settings.s3_endpoint_url).hostname == "minio", name
+
+
+def test_dispatcher_and_reconciler_serve_metrics_on_the_compose_network_only():
+    for name, port in METRICS_PORTS.items():
+        service = SERVICES[name]
+        assert int(flag(service["command"], "--metrics-port")) == port
+        assert ApiSettings.from_env(env(name)).host == "0.0.0.0", name
+        assert [int(p) for p in service["expose"]] == [port]
+        assert "ports" not in service, f"{name} publishes nothing to the host"
+    for name in ("api", "migrate"):
+        assert "HOST" not in env(name), f"{name} listens only where its command says"
 
 
 def test_workers_call_back_to_the_api_service():

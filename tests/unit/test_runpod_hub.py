@@ -26,6 +26,8 @@ TESTS = json.loads((ROOT / ".runpod" / "tests.json").read_text(encoding="utf-8")
 TEST_INPUT = json.loads((ROOT / "test_input.json").read_text(encoding="utf-8"))
 CONFIG = HUB["config"]
 ENV_INPUTS = [e for e in CONFIG["env"] if "input" in e]
+# https://docs.runpod.io/pods/templates/secrets: `{{ RUNPOD_SECRET_name }}` in an env value.
+RUNPOD_SECRET = re.compile(r"\{\{ RUNPOD_SECRET_[A-Za-z0-9_-]+ \}\}")
 # Serverless GPU pools (https://docs.runpod.io/references/gpu-types#gpu-pools).
 GPU_POOLS = {
     "AMPERE_16",
@@ -133,6 +135,33 @@ def test_tests_json_runs_the_test_input_on_a_gpu():
     assert config["gpuTypeId"] == "NVIDIA GeForce RTX 4090" and config["gpuCount"] == 1
     for entry in config["env"]:
         Settings.from_env({entry["key"]: entry["value"]})
+
+
+def test_tests_json_gives_the_worker_somewhere_to_upload():
+    """The test job uploads to s3://simplypng-test/...: its env carries every S3 setting, the
+    endpoint and credentials as Runpod secret references. This checks the wiring only: the
+    Hub build resolves them only if the publishing account holds those secrets (and the
+    bucket exists there); the docs give tests.json env no other way to hold a secret."""
+    env = {entry["key"]: entry["value"] for entry in TESTS["config"]["env"]}
+    assert len(env) == len(TESTS["config"]["env"]), "duplicate keys"
+    prefix = urlsplit(TESTS["tests"][0]["input"]["output_prefix"])
+    assert prefix.scheme == "s3"
+    s3_keys = {key for key in env if key.startswith("S3_")}
+    assert s3_keys == {
+        "S3_ENDPOINT_URL",
+        "S3_REGION",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "S3_ADDRESSING_STYLE",
+    }
+    for key in ("S3_ENDPOINT_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+        assert RUNPOD_SECRET.fullmatch(env[key]), f"{key} must be a Runpod secret reference"
+    for key, value in env.items():
+        if RUNPOD_SECRET.fullmatch(value) is None:
+            assert not re.search(r"SECRET|KEY_ID", key), f"{key} holds a literal credential"
+    settings = Settings.from_env(env)
+    assert settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None
+    assert settings.s3_endpoint_url == env["S3_ENDPOINT_URL"]
 
 
 def test_test_input_is_a_valid_job_for_the_worker():
