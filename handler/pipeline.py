@@ -82,7 +82,6 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
     timer = StageTimer()
     job: _Job | None = None
     outputs: list[OutputFile] = []
-    gpu = [0.0]
     bind_job_id(_job_id(raw))
     try:
         job = _prepare(ctx, raw)
@@ -91,23 +90,23 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
             with timer.stage("download"):
                 images, mask = await _fetch_inputs(ctx, job)
             for index, image in enumerate(images):
-                files = await _process_one(ctx, job, index, image, mask, timer, report, gpu)
+                files = await _process_one(ctx, job, index, image, mask, timer, report)
                 report("upload", 100.0 * (index + 1) / len(images))
                 with timer.stage("upload"):
                     for name, encoded in files:
                         url = await job.store.put(name, encoded.data, encoded.content_type)
                         outputs.append(_output_file(url, encoded))
-        result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer, gpu[0])
+        result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer)
     except JobError as exc:
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=exc)
+        result = _result(ctx, job, raw, "FAILED", [], timer, error=exc)
     except asyncio.CancelledError:
         _uncancel()
         error = JobError(ErrorCode.CANCELLED, "the job was cancelled")
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=error)
+        result = _result(ctx, job, raw, "FAILED", [], timer, error=error)
     except Exception:
         log.exception("unexpected worker error")
         error = JobError(ErrorCode.INTERNAL_ERROR, "unexpected worker error")
-        result = _result(ctx, job, raw, "FAILED", [], timer, gpu[0], error=error)
+        result = _result(ctx, job, raw, "FAILED", [], timer, error=error)
     finally:
         if job is not None:
             _cleanup(ctx, job.run_folder)
@@ -192,7 +191,6 @@ async def _process_one(
     mask: Image.Image | None,
     timer: StageTimer,
     report: Progress,
-    gpu: list[float],
 ) -> list[tuple[str, Any]]:
     subfolder = job.run_folder
     count = len(job.payload.inputs)
@@ -222,9 +220,7 @@ async def _process_one(
     except JobError as exc:
         raise classify_node_error(exc) from None
     timer.add("queue", result.timings.get("queue_s", 0.0))
-    execute_s = result.timings.get("execute_s", 0.0)
-    timer.add("execute", execute_s)
-    gpu[0] += execute_s
+    timer.add("execute", result.timings.get("execute_s", 0.0))
     refs = [
         ref for node in output_node_ids(job.binding, prompt) for ref in result.outputs.get(node, [])
     ]
@@ -290,7 +286,6 @@ def _result(
     status: str,
     outputs: list[OutputFile],
     timer: StageTimer,
-    gpu_seconds: float,
     error: JobError | None = None,
 ) -> JobResult:
     models: list[dict[str, Any]] = []
@@ -309,7 +304,8 @@ def _result(
         error_details=details,
         metrics=JobMetrics(
             timings=dict(timer.stages),
-            gpu_seconds=round(gpu_seconds, 4),
+            # ComfyUI's execution time is the GPU-bound part of a job.
+            gpu_seconds=round(timer.stages.get("execute", 0.0), 4),
             comfyui_version=ctx.comfyui_version,
             worker_version=__version__,
             models=models,
