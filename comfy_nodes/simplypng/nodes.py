@@ -27,11 +27,21 @@ from .ops.regions import dilate as dilate_mask
 from .ops.regions import mask_from_image, parse_regions, rasterize_regions
 from .ops.resize import needs_model, resize, resize_long_edge
 from .ops.shadow import add_shadow
+from .widgets import (
+    InputTypes,
+    bool_input,
+    combo,
+    float_input,
+    int_input,
+    link,
+    string_input,
+)
 
 logger = logging.getLogger(__name__)
 
 CATEGORY = "SimplyPNG"
-InputTypes = dict[str, dict[str, tuple[Any, ...]]]
+_RGBA_CUTOUT = "RGBA cutout (from SimplyPNG Refine Matte)."
+_TRANSPARENCY = "LoadImage's MASK (1 - alpha)."
 
 
 # Model access. Imported on first use so that loading the pack (ComfyUI start-up, /object_info)
@@ -53,6 +63,10 @@ def _get_inpainter() -> Any:
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def _optional_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else _to_numpy(tensor)
 
 
 def _to_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
@@ -106,20 +120,37 @@ def _map(fn: Callable[..., np.ndarray], *batches: np.ndarray | None) -> list[np.
     return [fn(*(None if b is None else _item(b, i) for b in batches)) for i in range(size)]
 
 
+def _per_image(fn: Callable[..., np.ndarray], *batches: torch.Tensor | None) -> torch.Tensor:
+    """`_map` over ComfyUI tensors: numpy in, one stacked tensor out."""
+    return _to_tensor(_map(fn, *(_optional_numpy(b) for b in batches)))
+
+
 # --- nodes ----------------------------------------------------------------------------------
 
 
-class SimplyPNGSegment:
-    """Subject mask from the segmenter (BiRefNet), at the image's own size."""
+class _Node:
+    """Class attributes shared by every node; ComfyUI reads them (inherited or not) off the class."""
 
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("MASK",)
-    RETURN_NAMES = ("mask",)
+
+
+class _ImageNode(_Node):
+    RETURN_TYPES: tuple[str, ...] = ("IMAGE",)
+    RETURN_NAMES: tuple[str, ...] = ("image",)
+
+
+class _MaskNode(_Node):
+    RETURN_TYPES: tuple[str, ...] = ("MASK",)
+    RETURN_NAMES: tuple[str, ...] = ("mask",)
+
+
+class SimplyPNGSegment(_MaskNode):
+    """Subject mask from the segmenter (BiRefNet), at the image's own size."""
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"image": ("IMAGE",)}}
+        return {"required": {"image": link("IMAGE")}}
 
     def run(self, image: torch.Tensor) -> tuple[torch.Tensor]:
         images = np.ascontiguousarray(_to_numpy(image)[..., :3])
@@ -131,33 +162,19 @@ class SimplyPNGSegment:
         return (torch.from_numpy(np.clip(masks, 0.0, 1.0)),)
 
 
-class SimplyPNGMatte:
+class SimplyPNGMatte(_ImageNode):
     """Straight-alpha RGBA cutout: the mask refined onto the image's edges, colours cleaned."""
-
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE",),
-                "mask": ("MASK", {"tooltip": "Subject coverage, 1 = subject."}),
-                "halo": (
-                    "INT",
-                    {
-                        "default": 2,
-                        "min": 0,
-                        "max": 10,
-                        "tooltip": "Edge band in px whose colours are decontaminated; 0 = off.",
-                    },
+                "image": link("IMAGE"),
+                "mask": link("MASK", "Subject coverage, 1 = subject."),
+                "halo": int_input(
+                    2, 0, 10, tooltip="Edge band in px whose colours are decontaminated; 0 = off."
                 ),
-                "edge_refine": (
-                    "BOOLEAN",
-                    {"default": True, "tooltip": "Snap the mask to the image's edges."},
-                ),
+                "edge_refine": bool_input(True, tooltip="Snap the mask to the image's edges."),
             }
         }
 
@@ -169,27 +186,22 @@ class SimplyPNGMatte:
             radius, subsample = guide_params(height, width) if edge_refine else (0, 1)
             return refine_matte(img, _fit(plane, height, width), halo, radius, subsample)
 
-        return (_to_tensor(_map(one, _to_numpy(image), _to_numpy(mask))),)
+        return (_per_image(one, image, mask),)
 
 
-class SimplyPNGShadow:
+class SimplyPNGShadow(_ImageNode):
     """Shadow (soft contact, hard or drop) composited under an RGBA subject."""
-
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE",),
-                "mode": (["none", "soft", "hard", "drop"], {"default": "none"}),
-                "offset_x": ("INT", {"default": 12, "min": -500, "max": 500}),
-                "offset_y": ("INT", {"default": 18, "min": -500, "max": 500}),
-                "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
-                "blur": ("FLOAT", {"default": 12.0, "min": 0.0, "max": 200.0, "step": 0.5}),
+                "image": link("IMAGE"),
+                "mode": combo(["none", "soft", "hard", "drop"], "none"),
+                "offset_x": int_input(12, -500, 500),
+                "offset_y": int_input(18, -500, 500),
+                "opacity": float_input(0.5, 0.0, 1.0, step=0.01),
+                "blur": float_input(12.0, 0.0, 200.0, step=0.5),
             }
         }
 
@@ -208,17 +220,15 @@ class SimplyPNGShadow:
         def one(img: np.ndarray) -> np.ndarray:
             return add_shadow(_rgba(img), mode, offset_x, offset_y, opacity, blur)  # type: ignore[arg-type]
 
-        return (_to_tensor(_map(one, _to_numpy(image))),)
+        return (_per_image(one, image),)
 
 
-class SimplyPNGCutout:
+class SimplyPNGCutout(_Node):
     """Subject cropped tight to its alpha box, with padding, square and minimum-size canvas.
 
     Crops differ in size per image, so the output is a list of single images.
     """
 
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     OUTPUT_IS_LIST = (True,)
@@ -227,12 +237,12 @@ class SimplyPNGCutout:
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "RGBA cutout (from SimplyPNG Refine Matte)."}),
-                "padding": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 1000.0, "step": 0.5}),
-                "padding_unit": (["px", "percent"], {"default": "percent"}),
-                "square": ("BOOLEAN", {"default": False}),
-                "min_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
-                "min_region": ("INT", {"default": 64, "min": 0, "max": 1_000_000}),
+                "image": link("IMAGE", _RGBA_CUTOUT),
+                "padding": float_input(4.0, 0.0, 1000.0, step=0.5),
+                "padding_unit": combo(["px", "percent"], "percent"),
+                "square": bool_input(False),
+                "min_size": int_input(0, 0, 8192),
+                "min_region": int_input(64, 0, 1_000_000),
             }
         }
 
@@ -252,23 +262,18 @@ class SimplyPNGCutout:
         return ([_to_tensor([crop]) for crop in crops],)
 
 
-class SimplyPNGWhiteBackground:
+class SimplyPNGWhiteBackground(_ImageNode):
     """Subject scaled to `fill` of a pure white canvas, centred, optional contact shadow (RGB)."""
-
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "RGBA cutout (from SimplyPNG Refine Matte)."}),
-                "fill": ("FLOAT", {"default": 0.85, "min": 0.3, "max": 1.0, "step": 0.01}),
-                "canvas_width": ("INT", {"default": 2000, "min": 256, "max": 8192}),
-                "canvas_height": ("INT", {"default": 2000, "min": 256, "max": 8192}),
-                "shadow": ("BOOLEAN", {"default": False}),
+                "image": link("IMAGE", _RGBA_CUTOUT),
+                "fill": float_input(0.85, 0.3, 1.0, step=0.01),
+                "canvas_width": int_input(2000, 256, 8192),
+                "canvas_height": int_input(2000, 256, 8192),
+                "shadow": bool_input(False),
             }
         }
 
@@ -283,42 +288,31 @@ class SimplyPNGWhiteBackground:
         def one(img: np.ndarray) -> np.ndarray:
             return white_background(_rgba(img), fill, canvas_width, canvas_height, shadow)
 
-        return (_to_tensor(_map(one, _to_numpy(image))),)
+        return (_per_image(one, image),)
 
 
-class SimplyPNGRemovalMask:
+class SimplyPNGRemovalMask(_MaskNode):
     """Removal mask (1 = repaint) from JSON regions and/or a mask image, grown by `dilate` px."""
-
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("MASK",)
-    RETURN_NAMES = ("mask",)
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "The image the mask is for (gives its size)."}),
-                "regions": (
-                    "STRING",
-                    {
-                        "default": "[]",
-                        "multiline": True,
-                        "tooltip": 'JSON list: {"kind":"rect","x","y","w","h"} or '
-                        '{"kind":"polygon","points":[[x,y],...]}.',
-                    },
+                "image": link("IMAGE", "The image the mask is for (gives its size)."),
+                "regions": string_input(
+                    "[]",
+                    multiline=True,
+                    tooltip='JSON list: {"kind":"rect","x","y","w","h"} or '
+                    '{"kind":"polygon","points":[[x,y],...]}.',
                 ),
-                "units": (["px", "normalized"], {"default": "px"}),
-                "dilate": ("INT", {"default": 8, "min": 0, "max": 128}),
+                "units": combo(["px", "normalized"], "px"),
+                "dilate": int_input(8, 0, 128),
             },
             "optional": {
-                "mask_image": ("IMAGE", {"tooltip": "White = remove; resized to the image."}),
-                "mask_transparency": (
+                "mask_image": link("IMAGE", "White = remove; resized to the image."),
+                "mask_transparency": link(
                     "MASK",
-                    {
-                        "tooltip": "The mask image's LoadImage MASK (1 - alpha): "
-                        "transparent pixels remove nothing."
-                    },
+                    "The mask image's LoadImage MASK (1 - alpha): transparent pixels remove nothing.",
                 ),
             },
         }
@@ -337,13 +331,12 @@ class SimplyPNGRemovalMask:
         drawn = rasterize_regions(parsed, units, width, height)  # type: ignore[arg-type]
         masks = [drawn]
         if mask_image is not None:
-            holes = None if mask_transparency is None else _to_numpy(mask_transparency)
 
             def one(picture: np.ndarray, hole: np.ndarray | None) -> np.ndarray:
                 alpha = None if hole is None else 1.0 - hole
                 return drawn | mask_from_image(picture, width, height, alpha)
 
-            masks = _map(one, _to_numpy(mask_image), holes)
+            masks = _map(one, _to_numpy(mask_image), _optional_numpy(mask_transparency))
         # Nothing to repaint would return the input unchanged, and the job would be charged.
         if not parsed and mask_image is None:
             raise InvalidRegionsError("SimplyPNG: no regions and no mask image: nothing to remove")
@@ -355,42 +348,31 @@ class SimplyPNGRemovalMask:
         return (_to_tensor([m.astype(np.float32) for m in grown]),)
 
 
-class SimplyPNGInpaint:
+class SimplyPNGInpaint(_ImageNode):
     """Repaint the masked pixels with the inpainting model (LaMa) on crops around them.
 
     Pixels outside the mask keep their exact input values.
     """
 
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE",),
-                "mask": ("MASK", {"tooltip": "1 = repaint."}),
-                "resolution": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": 64,
-                        "max": 2048,
-                        "step": 8,
-                        "tooltip": "Largest crop side the model sees; larger crops are shrunk.",
-                    },
+                "image": link("IMAGE"),
+                "mask": link("MASK", "1 = repaint."),
+                "resolution": int_input(
+                    512,
+                    64,
+                    2048,
+                    step=8,
+                    tooltip="Largest crop side the model sees; larger crops are shrunk.",
                 ),
-                "context": (
-                    "FLOAT",
-                    {
-                        "default": DEFAULT_CONTEXT,
-                        "min": 0.0,
-                        "max": 4.0,
-                        "step": 0.05,
-                        "tooltip": "Context around each masked part, times its size.",
-                    },
+                "context": float_input(
+                    DEFAULT_CONTEXT,
+                    0.0,
+                    4.0,
+                    step=0.05,
+                    tooltip="Context around each masked part, times its size.",
                 ),
             }
         }
@@ -410,22 +392,17 @@ class SimplyPNGInpaint:
         return (_to_tensor(_map(one, images, masks)),)
 
 
-class SimplyPNGFillTransparent:
+class SimplyPNGFillTransparent(_ImageNode):
     """RGB with hidden colours (under alpha 0) replaced by the nearest visible colour.
 
     Put before an upscaling model so the hidden background does not bleed into edges.
     """
 
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
-            "required": {"image": ("IMAGE",)},
-            "optional": {"transparency": ("MASK", {"tooltip": "LoadImage's MASK (1 - alpha)."})},
+            "required": {"image": link("IMAGE")},
+            "optional": {"transparency": link("MASK", _TRANSPARENCY)},
         }
 
     def run(
@@ -435,11 +412,10 @@ class SimplyPNGFillTransparent:
             rgb, alpha = _split_alpha(img, holes)
             return rgb.copy() if alpha is None else fill_transparent(rgb, alpha)
 
-        holes = None if transparency is None else _to_numpy(transparency)
-        return (_to_tensor(_map(one, _to_numpy(image), holes)),)
+        return (_per_image(one, image, transparency),)
 
 
-class SimplyPNGUpscaleToLongEdge:
+class SimplyPNGUpscaleToLongEdge(_ImageNode):
     """Exact resize to `target` px on the long edge, alpha kept (RGBA out when there is alpha).
 
     `upscaled` is a LAZY input wired to the core ImageUpscaleWithModel branch: ComfyUI asks
@@ -450,23 +426,17 @@ class SimplyPNGUpscaleToLongEdge:
     own to the same exact size, and is joined back.
     """
 
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "The original image."}),
-                "upscaled": (
-                    "IMAGE",
-                    {"lazy": True, "tooltip": "Model-upscaled image; evaluated only if needed."},
+                "image": link("IMAGE", "The original image."),
+                "upscaled": link(
+                    "IMAGE", "Model-upscaled image; evaluated only if needed.", lazy=True
                 ),
-                "target": ("INT", {"default": 2048, "min": 256, "max": 8192}),
+                "target": int_input(2048, 256, 8192),
             },
-            "optional": {"transparency": ("MASK", {"tooltip": "LoadImage's MASK (1 - alpha)."})},
+            "optional": {"transparency": link("MASK", _TRANSPARENCY)},
         }
 
     def check_lazy_status(
@@ -493,7 +463,6 @@ class SimplyPNGUpscaleToLongEdge:
             logger.warning("SimplyPNG: no upscaled input; resizing the original with Lanczos")
             use_model = False
         colours = _to_numpy(upscaled) if use_model and upscaled is not None else originals
-        holes = None if transparency is None else _to_numpy(transparency)
 
         def one(original: np.ndarray, colour: np.ndarray, hole: np.ndarray | None):
             _, alpha = _split_alpha(original, hole)
@@ -504,28 +473,23 @@ class SimplyPNGUpscaleToLongEdge:
             rgb[out_alpha <= 0] = 0.0
             return np.concatenate([rgb, out_alpha[..., None]], axis=-1)
 
-        results = _map(one, originals, colours, holes)
+        results = _map(one, originals, colours, _optional_numpy(transparency))
         if len({r.shape[2] for r in results}) > 1:  # some items had alpha, some did not
             results = [_rgba(r) for r in results]
         return (_to_tensor(results),)
 
 
-class SimplyPNGColourKey:
+class SimplyPNGColourKey(_ImageNode):
     """RGBA with one colour keyed out: tolerance keys fully, softness ramps the edge."""
-
-    CATEGORY = CATEGORY
-    FUNCTION = "run"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
         return {
             "required": {
-                "image": ("IMAGE",),
-                "key_color": ("STRING", {"default": "#ffffff"}),
-                "tolerance": ("INT", {"default": 16, "min": 0, "max": 255}),
-                "softness": ("INT", {"default": 16, "min": 0, "max": 255}),
+                "image": link("IMAGE"),
+                "key_color": string_input("#ffffff"),
+                "tolerance": int_input(16, 0, 255),
+                "softness": int_input(16, 0, 255),
             }
         }
 
@@ -535,7 +499,7 @@ class SimplyPNGColourKey:
         def one(img: np.ndarray) -> np.ndarray:
             return colour_key(img, key_color, tolerance, softness)
 
-        return (_to_tensor(_map(one, _to_numpy(image))),)
+        return (_per_image(one, image),)
 
 
 NODE_CLASS_MAPPINGS = {
