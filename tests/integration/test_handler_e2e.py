@@ -54,6 +54,16 @@ def png_bytes(image: Image.Image, text: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def small_job(
+    job_type: str = "jpeg_to_png", *, size: int = 32, colour: object = "black", **fields: object
+) -> dict:
+    """A job on a small generated image, with a fresh per-job callback key."""
+    _, key_b64 = callback_key()
+    fields.setdefault("output_prefix", "s3://b/p/")
+    source = data_uri(png_bytes(Image.new("RGB", (size, size), colour)))  # type: ignore[arg-type]
+    return payload(job_type, source, callback_hmac=key_b64, **fields)  # type: ignore[arg-type]
+
+
 def s3_object(s3: MotoS3, url: str) -> bytes:
     bucket, key = url.removeprefix("s3://").split("/", 1)
     return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -301,29 +311,14 @@ async def test_fetch_failed_too_large_and_not_image(ctx, web) -> None:
 
 
 async def test_decompression_bomb_is_too_large(ctx) -> None:
-    _, key_b64 = callback_key()
     ctx.settings = ctx.settings.model_copy(update={"max_input_pixels": 1000})
-    source = data_uri(png_bytes(Image.new("RGB", (64, 64))))
-    result = await _fail(
-        ctx, payload("jpeg_to_png", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
-    )
+    result = await _fail(ctx, small_job(size=64))
     assert result["error_code"] == "INPUT_TOO_LARGE"
 
 
 async def test_node_error_reports_node_without_traceback(ctx, double) -> None:
     double.faults = Faults(fail={"SimplyPNGColourKey": "kaboom in node"})
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
-    result = await _fail(
-        ctx,
-        payload(
-            "jpeg_to_png",
-            source,
-            params={"transparent": "color"},
-            output_prefix="s3://b/p/",
-            callback_hmac=key_b64,
-        ),
-    )
+    result = await _fail(ctx, small_job(params={"transparent": "color"}))
     assert result["error_code"] == "NODE_ERROR"
     details = result["error_details"]
     assert details["node_type"] == "SimplyPNGColourKey" and "kaboom" in details["message"]
@@ -337,11 +332,7 @@ async def test_workflow_invalid_when_comfyui_rejects_the_prompt(ctx) -> None:
     original = solid["inputs"]["value"]
     solid["inputs"]["value"] = 5.0
     try:
-        _, key_b64 = callback_key()
-        source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
-        result = await _fail(
-            ctx, payload("jpeg_to_png", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
-        )
+        result = await _fail(ctx, small_job())
     finally:
         solid["inputs"]["value"] = original
     assert result["error_code"] == "WORKFLOW_INVALID" and "SolidMask" in result["error"]
@@ -349,19 +340,7 @@ async def test_workflow_invalid_when_comfyui_rejects_the_prompt(ctx) -> None:
 
 async def test_timeout_interrupts_and_removes_the_prompt(ctx, double) -> None:
     double.faults = Faults(slow={"SimplyPNGColourKey": 3.0})
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
-    result = await _fail(
-        ctx,
-        payload(
-            "jpeg_to_png",
-            source,
-            params={"transparent": "color"},
-            output_prefix="s3://b/p/",
-            callback_hmac=key_b64,
-            timeout_s=1,
-        ),
-    )
+    result = await _fail(ctx, small_job(params={"transparent": "color"}, timeout_s=1))
     assert result["error_code"] == "TIMEOUT"
     kinds = [r.get("path") or r.get("kind") for r in double.requests[-3:]]
     assert any("interrupt" in str(k) for k in kinds), double.requests[-3:]
@@ -390,12 +369,8 @@ async def test_cancel_interrupts_and_returns_cancelled(ctx, double, web) -> None
 
 async def test_output_upload_failed_keeps_secret_out_of_message(ctx, web) -> None:
     web.route("PUT", "/broken/*", Reply(503))
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
     prefix = web.url("/broken/") + "?X-Amz-Signature=topsecret"
-    result = await _fail(
-        ctx, payload("jpeg_to_png", source, output_prefix=prefix, callback_hmac=key_b64)
-    )
+    result = await _fail(ctx, small_job(output_prefix=prefix))
     assert result["error_code"] == "OUTPUT_UPLOAD_FAILED"
     assert "topsecret" not in json.dumps(result)
 
@@ -403,29 +378,15 @@ async def test_output_upload_failed_keeps_secret_out_of_message(ctx, web) -> Non
 async def test_comfyui_unavailable(ctx) -> None:
     await ctx.comfy.aclose()
     ctx.comfy = ComfyClient("http://127.0.0.1:9", idle_timeout_s=1)
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
-    result = await _fail(
-        ctx, payload("jpeg_to_png", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
-    )
+    result = await _fail(ctx, small_job())
     assert result["error_code"] == "COMFYUI_UNAVAILABLE"
 
 
 async def test_callback_failure_never_loses_the_result(ctx, s3, web) -> None:
     web.route("POST", "/down", Reply(503))
     bucket = s3.create_bucket()
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (32, 32))))
-    result = await run_job(
-        ctx,
-        payload(
-            "jpeg_to_png",
-            source,
-            output_prefix=f"s3://{bucket}/p/",
-            webhook_url=web.url("/down"),
-            callback_hmac=key_b64,
-        ),
-    )
+    job = small_job(output_prefix=f"s3://{bucket}/p/", webhook_url=web.url("/down"))
+    result = await run_job(ctx, job)
     assert result["status"] == "SUCCEEDED" and len(result["outputs"]) == 1
     assert len(web.requests_for("POST", "/down")) == ctx.settings.callback_max_attempts
 
@@ -440,11 +401,7 @@ async def test_blank_image_has_no_subject_for_cutout(ctx) -> None:
     original = registry.get_segmenter
     registry.get_segmenter = lambda: Nothing()  # a segmenter that finds nothing
     try:
-        _, key_b64 = callback_key()
-        source = data_uri(png_bytes(Image.new("RGB", (32, 32), "white")))
-        result = await _fail(
-            ctx, payload("cutout_subject", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
-        )
+        result = await _fail(ctx, small_job("cutout_subject", colour="white"))
     finally:
         registry.get_segmenter = original
     assert result["error_code"] == "NO_SUBJECT", result
@@ -475,18 +432,7 @@ async def test_same_job_rerun_and_concurrent_jobs(ctx, s3) -> None:
 
 async def test_timeout_covers_the_upload(ctx, web) -> None:
     web.route("PUT", "/slow/*", Reply(200, delay_s=3.0))
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
-    result = await _fail(
-        ctx,
-        payload(
-            "jpeg_to_png",
-            source,
-            output_prefix=web.url("/slow/"),
-            callback_hmac=key_b64,
-            timeout_s=1,
-        ),
-    )
+    result = await _fail(ctx, small_job(size=16, output_prefix=web.url("/slow/"), timeout_s=1))
     assert result["error_code"] == "TIMEOUT"
 
 
@@ -498,10 +444,6 @@ async def test_unexpected_bug_is_internal_error_without_details(ctx) -> None:
     broken = Broken(ctx.comfy.base_url)
     await ctx.comfy.aclose()
     ctx.comfy = broken
-    _, key_b64 = callback_key()
-    source = data_uri(png_bytes(Image.new("RGB", (16, 16))))
-    result = await _fail(
-        ctx, payload("jpeg_to_png", source, output_prefix="s3://b/p/", callback_hmac=key_b64)
-    )
+    result = await _fail(ctx, small_job(size=16))
     assert result["error_code"] == "INTERNAL_ERROR"
     assert "secret internal detail" not in json.dumps(result)
