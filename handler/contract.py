@@ -204,10 +204,10 @@ def json_schema() -> dict[str, Any]:
         defs[name] = schema
     params: dict[str, Any] = {}
     for job_type, versions in PARAM_SPECS.items():
-        for version, model in versions.items():
-            schema = model.model_json_schema(ref_template="#/$defs/{model}")
+        for version, spec in versions.items():
+            schema = spec.model_json_schema(ref_template="#/$defs/{model}")
             defs.update(schema.pop("$defs", {}))
-            key = f"{model.__name__}"
+            key = spec.__name__
             defs[key] = schema
             params.setdefault(job_type, {})[str(version)] = {"$ref": f"#/$defs/{key}"}
     doc["x-params"] = params

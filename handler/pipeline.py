@@ -26,6 +26,7 @@ from handler.contract import (
     JobMetrics,
     JobPayload,
     JobResult,
+    ModelUsed,
     OutputFile,
     parse_payload,
 )
@@ -288,9 +289,10 @@ def _result(
     timer: StageTimer,
     error: JobError | None = None,
 ) -> JobResult:
-    models: list[dict[str, Any]] = []
+    models: list[ModelUsed] = []
     if job is not None:
-        models = ctx.models.models_for(job.binding.models_for(job.params))
+        used = ctx.models.models_for(job.binding.models_for(job.params))
+        models = [ModelUsed.model_validate(entry) for entry in used]
     details = None
     if error is not None and error.details:
         allowed = ErrorDetails.model_fields
