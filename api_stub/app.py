@@ -21,15 +21,26 @@ FORM_OVERHEAD = 64 * 1024
 
 
 def routes(settings: ApiSettings) -> list[BaseRoute]:
-    api = {"max_body_size": API_BODY_LIMIT}
     return [
-        Route("/api/jobs", jobs.create_job, methods=["POST"], **api),
-        Route("/api/jobs/batch", jobs.create_batch, methods=["POST"], **api),
+        Route("/api/jobs", jobs.create_job, methods=["POST"], max_body_size=API_BODY_LIMIT),
+        Route("/api/jobs/batch", jobs.create_batch, methods=["POST"], max_body_size=API_BODY_LIMIT),
         Route("/api/jobs/{job_id}", jobs.get_job, methods=["GET"]),
-        Route("/api/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"], **api),
-        Route("/api/uploads", uploads.create_upload, methods=["POST"], **api),
+        Route(
+            "/api/jobs/{job_id}/cancel",
+            jobs.cancel_job,
+            methods=["POST"],
+            max_body_size=API_BODY_LIMIT,
+        ),
+        Route(
+            "/api/uploads", uploads.create_upload, methods=["POST"], max_body_size=API_BODY_LIMIT
+        ),
         Route("/api/me", account.get_me, methods=["GET"]),
-        Route("/api/webhooks/runpod", webhooks.runpod_webhook, methods=["POST"], **api),
+        Route(
+            "/api/webhooks/runpod",
+            webhooks.runpod_webhook,
+            methods=["POST"],
+            max_body_size=API_BODY_LIMIT,
+        ),
         Route(
             "/storage/upload",
             storage.upload,

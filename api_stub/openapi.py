@@ -213,7 +213,7 @@ def _static_document() -> dict[str, Any]:
     keyed, top = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
     )
-    refs = {model: schema["$ref"] for (model, _), schema in keyed.items()}
+    refs = {model: keyed[(model, "validation")]["$ref"] for model in models}
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, refs)

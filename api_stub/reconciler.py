@@ -32,7 +32,7 @@ from handler.errors import ErrorCode
 log = logging.getLogger(__name__)
 WORKER_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
-_FAILED_STATUSES = {
+_FAILED_STATUSES: dict[str, tuple[str, str]] = {
     "FAILED": (ControlErrorCode.RUNPOD_FAILED, "Runpod reported the job FAILED"),
     "TIMED_OUT": (ControlErrorCode.RUNPOD_TIMED_OUT, "Runpod timed the job out"),
     "CANCELLED": (ControlErrorCode.RUNPOD_CANCELLED, "the job was cancelled on Runpod"),
@@ -148,7 +148,7 @@ class Reconciler:
         if finished is not None:
             self._observe(finished)
 
-    def _fail(self, job_id: str, code: ControlErrorCode, message: str, now: float) -> None:
+    def _fail(self, job_id: str, code: str, message: str, now: float) -> None:
         with self.db.transaction() as tx:
             finished = jobs.fail(
                 tx, job_id, code=code, message=message, now=now, source="reconciler"

@@ -20,9 +20,13 @@ ALL_TYPES = tuple(PARAM_SPECS)  # the worker's processing types: one source of t
 DEFAULT_UPLOAD_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
+def _split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _split(value: object) -> object:
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        return _split_csv(value)
     return value
 
 
@@ -205,7 +209,7 @@ class ApiSettings(BaseModel):
         if not isinstance(value, str):
             return value
         costs: dict[str, str] = {}
-        for part in _split(value):  # type: ignore[union-attr]
+        for part in _split_csv(value):
             name, sep, cost = part.partition("=")
             if not sep:
                 raise ValueError(f"JOB_COSTS entry {part!r} is not type=credits")

@@ -129,7 +129,7 @@ class WorkerRuntime:
                 if t.cancelled():
                     done.set_exception(concurrent.futures.CancelledError())
                 elif t.exception() is not None:
-                    done.set_exception(t.exception())  # type: ignore[arg-type]
+                    done.set_exception(t.exception())
                 else:
                     done.set_result(t.result())
 

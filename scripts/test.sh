@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export SIMPLYPNG_TEST_PG_DSN=${SIMPLYPNG_TEST_PG_DSN:-postgresql://postgres@127.0.0.1:5432/test}
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy -p handler -p api_stub -p simplypng
 exec .venv/bin/pytest -q -rs "$@"

@@ -52,21 +52,21 @@ class _PgTx:
         return sql.replace("?", "%s")
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        cur = self._conn.execute(self._sql(sql), params)  # type: ignore[arg-type]
+        cur = self._conn.execute(self._sql(sql), params)
         return cur.rowcount
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
-        return self._conn.execute(self._sql(sql), params).fetchone()  # type: ignore[arg-type]
+        return self._conn.execute(self._sql(sql), params).fetchone()
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
-        return self._conn.execute(self._sql(sql), params).fetchall()  # type: ignore[arg-type]
+        return self._conn.execute(self._sql(sql), params).fetchall()
 
     def script(self, sql: str) -> None:
-        self._conn.execute(sql)  # type: ignore[arg-type]  # no params: several statements are fine
+        self._conn.execute(sql)  # no params: several statements are fine
 
     def notify(self, channel: str) -> None:
         # Delivered at commit, so a listener never sees a row that is not there yet.
-        self._conn.execute(f"NOTIFY {channel}")  # type: ignore[arg-type]
+        self._conn.execute(f"NOTIFY {channel}")
 
 
 class _SqliteTx:
@@ -180,7 +180,7 @@ class Database:
             return
         conn = psycopg.connect(self.url, autocommit=True)
         try:
-            conn.execute(f"LISTEN {channel}")  # type: ignore[arg-type]
+            conn.execute(f"LISTEN {channel}")
             yield conn
         finally:
             conn.close()

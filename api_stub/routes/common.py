@@ -18,7 +18,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 async def current_user(request: Request) -> User:

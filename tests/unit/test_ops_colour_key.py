@@ -1,6 +1,5 @@
 """Colour keying: the keyed colour goes, far colours stay, a linear ramp in between."""
 
-
 import numpy as np
 import pytest
 from simplypng.ops.colour_key import colour_key, parse_hex

@@ -1,6 +1,5 @@
 """Cutout crop arithmetic, canvas rules and speck removal."""
 
-
 import numpy as np
 import pytest
 from simplypng.ops.cutout import Canvas, cutout, cutout_canvas, remove_specks

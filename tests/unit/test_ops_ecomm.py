@@ -1,6 +1,5 @@
 """White-background layout: exact white, subject fill fraction, centring, contact shadow."""
 
-
 import numpy as np
 import pytest
 from simplypng.ops.ecomm import layout_box, white_background

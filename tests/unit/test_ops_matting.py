@@ -1,6 +1,5 @@
 """Matte refinement on synthetic composites with known foreground, background and alpha."""
 
-
 import numpy as np
 import pytest
 from simplypng.ops.matting import (

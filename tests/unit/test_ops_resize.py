@@ -1,6 +1,5 @@
 """Exact long-edge resizing with alpha kept and hidden colours kept out of the edge."""
 
-
 import numpy as np
 from simplypng.ops.alpha import fill_transparent
 from simplypng.ops.resize import long_edge_size, needs_model, resize_long_edge

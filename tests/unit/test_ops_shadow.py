@@ -1,6 +1,5 @@
 """Shadows under a subject on a transparent canvas."""
 
-
 import numpy as np
 import pytest
 from simplypng.ops.shadow import add_shadow, shadow_coverage, shift
