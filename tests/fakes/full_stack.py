@@ -493,6 +493,7 @@ class CallbackTap:
         self.lose: set[str] = set()
         self.callbacks: list[TappedCallback] = []
         self._lock = threading.Lock()
+        self._in_flight = 0  # callbacks forwarded but not yet recorded
         self._http = httpx.Client(timeout=30)
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
 
@@ -500,10 +501,31 @@ class CallbackTap:
         with self._lock:
             return [c for c in self.callbacks if c.job_id == job_id]
 
+    def wait_idle(self, timeout_s: float = 10) -> None:
+        """Wait until every callback under way is recorded: the receiver may apply a job
+        (so a poller sees it finished) a moment before the tap records the answer."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if self._in_flight == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError("a tapped callback never finished")
+            time.sleep(0.01)
+
     def close(self) -> None:
         self._http.close()
 
     async def _hook(self, request: Request) -> Response:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return await self._record(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _record(self, request: Request) -> Response:
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k in _CALLBACK_HEADERS}
         try:
@@ -571,8 +593,8 @@ class FullLoop:
         posted.raise_for_status()
         return dict(form["input"])
 
-    @staticmethod
     def wait(
+        self,
         http: httpx.Client,
         job_id: str,
         *,
@@ -584,6 +606,7 @@ class FullLoop:
         while True:
             view: dict[str, Any] = http.get(f"/api/jobs/{job_id}").json()
             if view["status"] in until:
+                self.tap.wait_idle()
                 return view
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {view['status']} after {timeout_s}s")
