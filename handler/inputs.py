@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import logging
-from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin
 
@@ -22,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handler.decode import DecodedImage, decode_image
 from handler.errors import ErrorCode, JobError
 from handler.settings import Settings
-from handler.storage import S3ClientFactory, Sleep, backoff_delay, make_s3_client
+from handler.storage import S3ClientFactory, Sleep, backoff_delay, cached_s3_client_factory
 from handler.url_guard import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
@@ -205,15 +203,10 @@ async def _read_capped(response: httpx.Response, cap: int, shown: str) -> bytes:
 
 
 def input_s3_client_factory(settings: Settings) -> S3ClientFactory:
-    """A factory that builds the input client once and then reuses it (see storage)."""
-    return functools.cache(
-        partial(
-            make_s3_client,
-            settings,
-            max_attempts=settings.fetch_max_attempts,
-            connect_timeout=settings.fetch_connect_timeout_s,
-            read_timeout=settings.fetch_read_timeout_s,
-        )
+    return cached_s3_client_factory(
+        settings,
+        max_attempts=settings.fetch_max_attempts,
+        read_timeout=settings.fetch_read_timeout_s,
     )
 
 

@@ -26,6 +26,7 @@ from handler.errors import JobError
 from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
 from handler.pipeline import Progress, WorkerContext, run_job
+from handler.progress import ProgressThrottle
 from handler.settings import Settings
 from handler.storage import output_s3_client_factory
 from handler.url_guard import make_http_client
@@ -173,8 +174,6 @@ def make_handler(
     runtime: WorkerRuntime, progress_sink: Callable[[dict, dict], None] | None = None
 ) -> Callable[[dict], Coroutine[Any, Any, dict]]:
     """The async runpod handler: hands the job to the runtime and awaits its result."""
-    from handler.progress import ProgressThrottle
-
     first_job = {"seen": False}
     boot = runtime.settings.boot_epoch or time.time()
 
@@ -184,8 +183,7 @@ def make_handler(
             log.info("first job accepted", extra={"cold_start_s": round(time.time() - boot, 3)})
         progress = None
         if progress_sink is not None:
-            throttle = ProgressThrottle(lambda data: progress_sink(job, data))
-            progress = throttle
+            progress = ProgressThrottle(lambda data: progress_sink(job, data))
         future = runtime.submit(job.get("input"), progress)
         try:
             result = await asyncio.shield(asyncio.wrap_future(future))

@@ -14,7 +14,6 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -323,20 +322,29 @@ def _as_folder(path: str) -> str:
     return path if not path or path.endswith("/") else path + "/"
 
 
-def output_s3_client_factory(settings: Settings) -> S3ClientFactory:
-    """A factory that builds the upload client once and then reuses it.
+def cached_s3_client_factory(
+    settings: Settings, *, max_attempts: int, read_timeout: float
+) -> S3ClientFactory:
+    """A factory that builds its boto3 client once and then reuses it.
 
-    boto3 clients are thread-safe and cost ~0.1 s to build, so a worker keeps one (built
-    lazily: a worker that never sees s3:// never builds it).
+    boto3 clients are thread-safe and cost ~0.1 s to build, so a worker keeps one per use
+    (built lazily: a worker that never sees s3:// never builds it).
     """
     return functools.cache(
-        partial(
+        functools.partial(
             make_s3_client,
             settings,
-            max_attempts=1,  # our own retry loop owns the attempts
+            max_attempts=max_attempts,
             connect_timeout=settings.fetch_connect_timeout_s,
-            read_timeout=settings.upload_timeout_s,
+            read_timeout=read_timeout,
         )
+    )
+
+
+def output_s3_client_factory(settings: Settings) -> S3ClientFactory:
+    # Our own retry loop owns the attempts.
+    return cached_s3_client_factory(
+        settings, max_attempts=1, read_timeout=settings.upload_timeout_s
     )
 
 

@@ -54,6 +54,23 @@ def png_bytes(image: Image.Image, text: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def product_job(
+    bucket: str, job_type: str, params: dict, **fields: object
+) -> tuple[dict, Image.Image]:
+    """A job on the product photo (inline), writing to s3://bucket/o/; and its source image."""
+    source = Image.open(io.BytesIO(product_photo(exif=False))).convert("RGB")
+    _, key_b64 = callback_key()
+    job = payload(
+        job_type,
+        data_uri(png_bytes(source)),
+        params=params,
+        output_prefix=f"s3://{bucket}/o/",
+        callback_hmac=key_b64,
+        **fields,  # type: ignore[arg-type]
+    )
+    return job, source
+
+
 def small_job(
     job_type: str = "jpeg_to_png", *, size: int = 32, colour: object = "black", **fields: object
 ) -> dict:
@@ -148,16 +165,7 @@ def _check(job_type: str, image: Image.Image, source: Image.Image) -> None:
     ],
 )
 async def test_every_type_runs_through_the_node_pack(ctx, s3, job_type, params) -> None:
-    bucket = s3.create_bucket()
-    source = Image.open(io.BytesIO(product_photo(exif=False))).convert("RGB")
-    _, key_b64 = callback_key()
-    job = payload(
-        job_type,
-        data_uri(png_bytes(source)),
-        params=params,
-        output_prefix=f"s3://{bucket}/o/",
-        callback_hmac=key_b64,
-    )
+    job, source = product_job(s3.create_bucket(), job_type, params)
     result = await run_job(ctx, job)
     assert result["status"] == "SUCCEEDED", result
     [output] = result["outputs"]

@@ -22,8 +22,8 @@ from handler.pipeline import run_job
 from handler.runtime import WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
 from tests.fakes.s3_server import MotoS3
-from tests.fakes.worker_stack import build_tiny_models, callback_key, data_uri, payload
-from tests.integration.test_handler_e2e import _check, png_bytes, product_photo, s3_object
+from tests.fakes.worker_stack import build_tiny_models
+from tests.integration.test_handler_e2e import _check, product_job, s3_object
 
 pytestmark = [pytest.mark.real_comfyui, pytest.mark.torch]
 
@@ -91,17 +91,7 @@ CASES = [
 
 @pytest.mark.parametrize(("job_type", "params"), CASES)
 def test_workflow_runs_in_real_comfyui(runtime: WorkerRuntime, s3: MotoS3, job_type, params):
-    bucket = s3.create_bucket()
-    source = Image.open(io.BytesIO(product_photo(exif=False))).convert("RGB")
-    _, key_b64 = callback_key()
-    job = payload(
-        job_type,
-        data_uri(png_bytes(source)),
-        params=params,
-        output_prefix=f"s3://{bucket}/o/",
-        callback_hmac=key_b64,
-        timeout_s=600,
-    )
+    job, source = product_job(s3.create_bucket(), job_type, params, timeout_s=600)
     assert runtime.ctx is not None
     result = runtime.call(run_job(runtime.ctx, job))
     assert result["status"] == "SUCCEEDED", result

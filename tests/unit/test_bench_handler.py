@@ -3,7 +3,6 @@ helpers (no timing asserts)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from handler.settings import Settings
+from tests.fakes.scripts import script_module
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "bench_handler.py"
@@ -39,16 +39,8 @@ STAGE_ROWS = (
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    """The script imported as a module (dataclasses need it in sys.modules)."""
-    spec = importlib.util.spec_from_file_location("bench_handler", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module("bench_handler") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 @pytest.mark.torch

@@ -3,36 +3,27 @@ table parses (no timing asserts; the model-heavy types are left to `--quick` by 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.fakes.scripts import script_module
+
 torch = pytest.importorskip("torch", reason="needs torch (the nodes extra)")
 
 pytestmark = pytest.mark.torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_models.py"
 ROW = re.compile(r"^(\S+)\s+(\d+)x(\d+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)\s*(.*)$")
 
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("bench_models", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module("bench_models") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def test_a_small_run_prints_every_case_and_the_ratios(bench, capsys):
