@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -367,6 +368,7 @@ class RunpodProxy:
         self._hold_runs = False
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self.in_flight = InFlight()  # /status calls past the gate, not yet recorded
         self._http = httpx.Client(timeout=httpx.Timeout(10, read=600))
         self.app = Starlette(
             routes=[
@@ -439,9 +441,10 @@ class RunpodProxy:
         while not self.status_gate.is_set():
             await asyncio.sleep(0.02)
         path = f"/status/{quote(runpod_id)}"
-        status, answer = await run_in_threadpool(self._forward, request, path, None)
-        with self._lock:
-            self.statuses.append(StatusCall(runpod_id, status, answer))
+        with self.in_flight.track():
+            status, answer = await run_in_threadpool(self._forward, request, path, None)
+            with self._lock:
+                self.statuses.append(StatusCall(runpod_id, status, answer))
         return JSONResponse(answer, status)
 
     async def _cancel(self, request: Request) -> Response:
@@ -463,6 +466,35 @@ class RunpodProxy:
             return response.status_code, response.json()
         except ValueError:
             return response.status_code, {"error": response.text[:500]}
+
+
+class InFlight:
+    """Counts requests forwarded but not yet recorded: the control plane may already show a
+    job finished while the proxy that carried its result is still writing its record."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+    def wait_idle(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if self._count == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError("a proxied request never finished")
+            time.sleep(0.01)
 
 
 @dataclass
@@ -493,7 +525,7 @@ class CallbackTap:
         self.lose: set[str] = set()
         self.callbacks: list[TappedCallback] = []
         self._lock = threading.Lock()
-        self._in_flight = 0  # callbacks forwarded but not yet recorded
+        self.in_flight = InFlight()
         self._http = httpx.Client(timeout=30)
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
 
@@ -501,29 +533,12 @@ class CallbackTap:
         with self._lock:
             return [c for c in self.callbacks if c.job_id == job_id]
 
-    def wait_idle(self, timeout_s: float = 10) -> None:
-        """Wait until every callback under way is recorded: the receiver may apply a job
-        (so a poller sees it finished) a moment before the tap records the answer."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                if self._in_flight == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError("a tapped callback never finished")
-            time.sleep(0.01)
-
     def close(self) -> None:
         self._http.close()
 
     async def _hook(self, request: Request) -> Response:
-        with self._lock:
-            self._in_flight += 1
-        try:
+        with self.in_flight.track():
             return await self._record(request)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
 
     async def _record(self, request: Request) -> Response:
         body = await request.body()
@@ -606,7 +621,10 @@ class FullLoop:
         while True:
             view: dict[str, Any] = http.get(f"/api/jobs/{job_id}").json()
             if view["status"] in until:
-                self.tap.wait_idle()
+                if view["status"] in TERMINAL:
+                    # The result may have landed before the proxies recorded carrying it.
+                    self.tap.in_flight.wait_idle()
+                    self.proxy.in_flight.wait_idle()
                 return view
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {view['status']} after {timeout_s}s")
