@@ -63,6 +63,61 @@ def sanitize(image: Image.Image) -> Image.Image:
     return Image.fromarray(pixels, mode=converted.mode)
 
 
+def sanitize_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Zero every channel of RGBA pixels whose alpha is 0, in place; returns `pixels`.
+
+    Raw pixels from our save node are already 8-bit sRGB with nothing attached: this is the
+    one rule left. Viewed as little-endian uint32 a pixel is below 1 << 24 exactly when its
+    alpha byte is 0, so one compare and one masked store zero its colour (and its 0 alpha).
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
+        return pixels
+    if not pixels.flags.c_contiguous or not pixels.flags.writeable:
+        pixels = np.array(pixels, order="C")
+    words = pixels.view("<u4")
+    np.putmask(words, words < (1 << 24), 0)
+    return pixels
+
+
+def encode_pixels(
+    pixels: np.ndarray, fmt: OutputFormat, *, png_encoder: PngEncoder = "fpng"
+) -> EncodedImage:
+    """Encode raw HxWx3/4 uint8 sRGB pixels (after `sanitize_pixels`): the one encode of a job."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError("encode_pixels() takes 8-bit RGB or RGBA pixels")
+    height, width = pixels.shape[:2]
+    if fmt == "png" and png_encoder == "fpng":
+        import fpng
+
+        data = strip_png_chunks(fpng.from_ndarray(np.ascontiguousarray(pixels)))
+        return _encoded(data, width, height, fmt)
+    image = Image.fromarray(pixels, mode="RGBA" if pixels.shape[2] == 4 else "RGB")
+    return encode(image, fmt, png_encoder=png_encoder)
+
+
+def encode_output(
+    data: np.ndarray | bytes, fmt: OutputFormat, png_encoder: PngEncoder
+) -> EncodedImage:
+    """A workflow output -> the job's file: raw pixels directly, anything else via `sanitize`."""
+    if isinstance(data, np.ndarray):
+        return encode_pixels(sanitize_pixels(data), fmt, png_encoder=png_encoder)
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        clean = sanitize(img)
+    return encode(clean, fmt, png_encoder=png_encoder)
+
+
+def _encoded(data: bytes, width: int, height: int, fmt: OutputFormat) -> EncodedImage:
+    return EncodedImage(
+        data=data,
+        width=width,
+        height=height,
+        format=fmt,
+        content_type=CONTENT_TYPES[fmt],
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
 def encode(
     image: Image.Image, fmt: OutputFormat, *, png_encoder: PngEncoder = "pillow-fast"
 ) -> EncodedImage:
@@ -77,14 +132,7 @@ def encode(
         data = encode_jpeg(image)
     else:
         raise ValueError(f"unknown output format {fmt!r}")
-    return EncodedImage(
-        data=data,
-        width=image.width,
-        height=image.height,
-        format=fmt,
-        content_type=CONTENT_TYPES[fmt],
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return _encoded(data, image.width, image.height, fmt)
 
 
 def encode_png(image: Image.Image, encoder: PngEncoder = "pillow-fast") -> bytes:

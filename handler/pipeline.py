@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import shutil
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
@@ -31,10 +31,11 @@ from handler.contract import (
     parse_payload,
 )
 from handler.errors import ErrorCode, JobError, classify_node_error
+from handler.handover import Handover, make_handover
 from handler.inputs import load_input
 from handler.logs import bind_job_id
 from handler.models_lock import ModelsLock
-from handler.outputs import encode, encode_png, sanitize
+from handler.outputs import EncodedImage, encode_output
 from handler.params import validate_params
 from handler.settings import Settings
 from handler.storage import OutputStore, S3ClientFactory, make_store
@@ -62,6 +63,17 @@ class WorkerContext:
     input_dir: Path | None = None
     output_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    handover: Handover | None = None  # default: from settings and the folders above
+
+    def __post_init__(self) -> None:
+        if self.handover is None:
+            self.handover = make_handover(
+                self.settings.comfyui_handover,
+                self.comfy,
+                self.input_dir,
+                self.output_dir,
+                int(self.settings.comfyui_max_upload_mb * 1024 * 1024),
+            )
 
 
 @dataclass
@@ -192,21 +204,22 @@ async def _process_one(
     mask: Image.Image | None,
     timer: StageTimer,
     report: Progress,
-) -> list[tuple[str, Any]]:
+) -> list[tuple[str, EncodedImage]]:
     subfolder = job.run_folder
     count = len(job.payload.inputs)
+    handover = ctx.handover
+    assert handover is not None  # set in __post_init__
     with timer.stage("queue"):
-        png = await asyncio.to_thread(encode_png, image, ctx.settings.png_encoder)
-        image_name = await ctx.comfy.upload_image(png, f"in_{index:02d}.png", subfolder)
-        mask_name = None
+        # Decoded once in the worker; ComfyUI gets the raw pixels (no PNG in between).
+        image_ref = await handover.send(np.asarray(image), subfolder, f"in_{index:02d}.npy")
+        mask_ref = None
         if mask is not None:
-            mask_png = await asyncio.to_thread(encode_png, mask, ctx.settings.png_encoder)
-            mask_name = await ctx.comfy.upload_image(mask_png, f"mask_{index:02d}.png", subfolder)
+            mask_ref = await handover.send(np.asarray(mask), subfolder, f"mask_{index:02d}.npy")
     prompt = build_prompt(
         job.binding,
         job.params,
-        image_name=image_name,
-        mask_name=mask_name,
+        image=image_ref,
+        mask=mask_ref,
         output_prefix=f"{subfolder}/out_{index:02d}",
     )
 
@@ -227,25 +240,19 @@ async def _process_one(
     ]
     if not refs:
         raise JobError(ErrorCode.NODE_ERROR, "the workflow produced no output image")
-    files: list[tuple[str, Any]] = []
+    files: list[tuple[str, EncodedImage]] = []
     fmt = getattr(job.params, "output_format", "png")
     for k, ref in enumerate(refs):
-        data = await ctx.comfy.download_output(ref)
+        with timer.stage("collect"):
+            data = await handover.fetch(ref, subfolder)
         with timer.stage("encode"):
-            encoded = await asyncio.to_thread(_sanitize_encode, data, fmt, ctx.settings.png_encoder)
+            encoded = await asyncio.to_thread(encode_output, data, fmt, ctx.settings.png_encoder)
         suffix = "" if len(refs) == 1 else f"_{k:02d}"
         files.append((f"out_{index:02d}{suffix}.{encoded.extension}", encoded))
     return files
 
 
-def _sanitize_encode(data: bytes, fmt: str, png_encoder: str) -> Any:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        clean = sanitize(img)
-    return encode(clean, fmt, png_encoder=png_encoder)  # type: ignore[arg-type]
-
-
-def _output_file(url: str, encoded: Any) -> OutputFile:
+def _output_file(url: str, encoded: EncodedImage) -> OutputFile:
     return OutputFile(
         url=url,
         width=encoded.width,

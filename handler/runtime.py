@@ -23,6 +23,7 @@ import httpx
 from handler.comfy.client import ComfyClient
 from handler.comfy.supervisor import ComfyStartError, ComfySupervisor
 from handler.errors import JobError
+from handler.handover import make_handover
 from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
 from handler.pipeline import Progress, WorkerContext, run_job
@@ -89,9 +90,20 @@ class WorkerRuntime:
             raise StartupError(
                 "workflows do not match this ComfyUI's /object_info: " + "; ".join(problems)
             )
+        try:
+            handover = make_handover(
+                settings.comfyui_handover,
+                comfy,
+                supervisor.input_dir,
+                supervisor.output_dir,
+                int(settings.comfyui_max_upload_mb * 1024 * 1024),
+            )
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        log.info("pixel hand-over to ComfyUI", extra={"handover": handover.kind})
         if settings.warmup:
             try:
-                await warm_up(comfy, registry, timeout_s=settings.comfyui_start_timeout_s)
+                await warm_up(comfy, handover, registry, timeout_s=settings.comfyui_start_timeout_s)
             except JobError as exc:
                 raise StartupError(f"warm-up failed: {exc.code}: {exc.message}") from exc
             finally:
@@ -111,6 +123,7 @@ class WorkerRuntime:
             comfyui_version=await comfy.comfyui_version(),
             input_dir=supervisor.input_dir,
             output_dir=supervisor.output_dir,
+            handover=handover,
         )
         return ctx
 

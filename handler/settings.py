@@ -67,6 +67,16 @@ class Settings(BaseModel):
         None,
         description="ComfyUI output folder (default COMFYUI_DIR/output); job files are removed.",
     )
+    comfyui_handover: Literal["auto", "file", "http"] = Field(
+        "auto",
+        description="How pixels reach ComfyUI: raw files in its folders (file), HTTP upload and "
+        "/view (http), or file whenever the folders are known (auto).",
+    )
+    comfyui_max_upload_mb: float = Field(
+        100.0,
+        gt=0,
+        description="ComfyUI's --max-upload-size; larger HTTP hand-overs are sent in parts.",
+    )
     workflows_dir: Path = Field(REPO_ROOT / "workflows", description="Workflow JSON folder.")
     enabled_types: list[str] = Field(
         default_factory=lambda: list(ALL_TYPES),

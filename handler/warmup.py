@@ -6,10 +6,11 @@ import logging
 import time
 import uuid
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from handler.comfy.client import ComfyClient
-from handler.decode import to_png_bytes
+from handler.handover import Handover
 from handler.params import validate_params
 from handler.workflows import Binding, build_prompt
 
@@ -30,18 +31,18 @@ def warmup_image(size: int = 64) -> Image.Image:
 
 
 async def warm_up(
-    comfy: ComfyClient, registry: dict[str, Binding], timeout_s: float
+    comfy: ComfyClient, handover: Handover, registry: dict[str, Binding], timeout_s: float
 ) -> dict[str, float]:
     """Run each type once; returns seconds per type. Raises JobError on failure."""
     seconds: dict[str, float] = {}
-    png = to_png_bytes(warmup_image())
+    pixels = np.asarray(warmup_image())
     for job_type, binding in registry.items():
         started = time.perf_counter()
         folder = f"simplypng/warmup-{uuid.uuid4()}"
-        name = await comfy.upload_image(png, "in_00.png", folder)
+        image = await handover.send(pixels, folder, "in_00.npy")
         params = validate_params(job_type, WARMUP_PARAMS.get(job_type, {}))
         prompt = build_prompt(
-            binding, params, image_name=name, mask_name=None, output_prefix=f"{folder}/out"
+            binding, params, image=image, mask=None, output_prefix=f"{folder}/out"
         )
         await comfy.run_prompt(prompt, timeout_s=timeout_s)
         seconds[job_type] = round(time.perf_counter() - started, 3)

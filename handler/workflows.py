@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from handler.handover import InputRef
 from handler.params import PARAM_SPECS
 
 Graph = dict[str, dict[str, Any]]
@@ -185,8 +186,8 @@ def build_prompt(
     binding: Binding,
     params: BaseModel,
     *,
-    image_name: str,
-    mask_name: str | None,
+    image: InputRef,
+    mask: InputRef | None,
     output_prefix: str,
 ) -> Graph:
     """Fill a copy of the type's graph with this job's inputs and params."""
@@ -200,10 +201,19 @@ def build_prompt(
             raise WorkflowConfigError(f"{binding.type}: node {slot.node!r} missing")
         graph[node_id]["inputs"][slot.input] = value
 
-    set_input(binding.image_input, image_name)
+    def set_file(slot: Slot, ref: InputRef) -> None:
+        set_input(slot, ref.name)
+        node_id = node_by_title(graph, slot.node)
+        # Raw loaders read a file uploaded in parts when it was over ComfyUI's upload limit.
+        if node_id is not None and "parts" in graph[node_id]["inputs"]:
+            graph[node_id]["inputs"]["parts"] = ref.parts
+        elif ref.parts != 1:
+            raise WorkflowConfigError(f"{binding.type}: node {slot.node!r} cannot read parts")
+
+    set_file(binding.image_input, image)
     if binding.mask_input is not None:
-        if mask_name is not None:
-            set_input(binding.mask_input, mask_name)
+        if mask is not None:
+            set_file(binding.mask_input, mask)
         else:
             mask_node = node_by_title(graph, binding.mask_input.node)
             if mask_node is not None:

@@ -1,19 +1,21 @@
-"""Worker handler benchmarks; prints medians and p90 over --repeats runs.
+"""Worker handler benchmarks; prints medians (and p90) and ratios. Nothing here is asserted.
 
-1. Handler overhead per job: `handler.pipeline.run_job` end to end for a jpeg_to_png job (core
-   nodes only, near-zero compute) against the ComfyUI test double, with the input JPEG served
-   by a loopback HTTP server, the output stored in moto's S3 server and a signed callback to a
-   loopback receiver. The overhead is the job's wall time minus `execute` (ComfyUI's own run
-   time, excluded), split per stage.
-2. PNG encoders: each `handler.outputs.encode_png` option, WebP lossless and JPEG q92 on a
-   deterministic 2048x2048 RGBA cutout, compared with Pillow's default zlib level 6.
+1. Side by side, interleaved in one run, on the same deterministic photo-like JPEG:
+   (a) a minimal ComfyUI client: fetch the JPEG, POST /upload/image, LoadImage -> SaveImage,
+       GET /view (the floor every ComfyUI client pays, as worker-comfyui does);
+   (b) our whole jpeg_to_png job at that size: input fetch, raw hand-over, ComfyUI, sanitise,
+       one encode, S3 upload (moto's server), signed callback (loopback receiver);
+   (c) our job at 1 MP.
+   Prints the ratio (b)/(a) and the stage split of (b) and (c). Against a real ComfyUI with
+   --comfyui-url (or COMFYUI_URL); --comfyui-dir (or COMFYUI_DIR) lets the worker use the file
+   hand-over as in the image. Without a URL it runs against the ComfyUI test double.
+2. The hand-over format (.npy against a level-0 PNG) and the one encode (sanitize_pixels +
+   encode_pixels against fpng alone) on a 2048x2048 RGBA cutout.
+3. PNG encoders: each `handler.outputs.encode_png` option, WebP lossless and JPEG q92 on the
+   same cutout, compared with Pillow's default zlib level 6.
 
-Variants are interleaved within each repeat (sizes, encoders), so a noisy machine slows all of
-them alike.
-
-  python scripts/bench_handler.py                     # 1 MP and 4 MP, 5 repeats
-  python scripts/bench_handler.py --sizes 1024 --repeats 9
-  python scripts/bench_handler.py --png-encoders pillow-fast,fpng   # pipeline encoders side by side
+  COMFYUI_URL=http://127.0.0.1:8188 COMFYUI_DIR=~/ComfyUI python scripts/bench_handler.py
+  python scripts/bench_handler.py --repeats 9
   python scripts/bench_handler.py --quick             # tiny sizes, 1 repeat (smoke test)
 """
 
@@ -21,18 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import io
 import logging
+import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fpng
 import httpx
 import numpy as np
 from PIL import Image
@@ -40,13 +47,21 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from handler.comfy.client import ComfyClient, ImageRef, PromptResult  # noqa: E402
+from handler import rawpixels  # noqa: E402
+from handler.comfy.client import ComfyClient, PromptResult  # noqa: E402
 from handler.inputs import input_s3_client_factory  # noqa: E402
 from handler.models_lock import ModelsLock  # noqa: E402
-from handler.outputs import encode_jpeg, encode_png, encode_webp, sanitize  # noqa: E402
+from handler.outputs import (  # noqa: E402
+    encode_jpeg,
+    encode_pixels,
+    encode_png,
+    encode_webp,
+    sanitize,
+    sanitize_pixels,
+)
 from handler.pipeline import WorkerContext, run_job  # noqa: E402
 from handler.settings import Settings  # noqa: E402
-from handler.storage import make_s3_client, output_s3_client_factory  # noqa: E402
+from handler.storage import output_s3_client_factory  # noqa: E402
 from handler.url_guard import make_http_client  # noqa: E402
 from handler.workflows import load_registry  # noqa: E402
 from tests.fakes.comfy_double import ComfyDouble, serve_in_thread  # noqa: E402
@@ -58,14 +73,15 @@ JOB_TYPE = "jpeg_to_png"
 MIB = 1024 * 1024
 # Rows of the overhead table, in pipeline order: (name, what it covers).
 STAGES: tuple[tuple[str, str], ...] = (
-    ("download", "input GET + decode (pipeline timer)"),
-    ("queue", "PNG for ComfyUI + POST /upload/image + POST /prompt to execution_start"),
-    ("prompt_rest", "rest of run_prompt: websocket connect/close, result handling"),
-    ("fetch_output", "GET /view of the output (not in the pipeline timer)"),
-    ("encode", "sanitize + encode (pipeline timer)"),
-    ("upload", "output PUT to S3 (moto in this process), with a new boto3 client per job"),
-    ("callback", "sign + POST the callback (the pipeline's 'job finished' log timings)"),
-    ("other", "validation, clean-up, result building: overhead minus the rows above"),
+    ("download", "fetch + decode the input (SSRF-guarded)"),
+    ("queue", "raw hand-over to ComfyUI + POST /prompt to execution_start"),
+    ("execute", "ComfyUI running the graph (raw load, join alpha, raw save)"),
+    ("prompt_rest", "run_prompt's time outside queue and execute (websocket, /history)"),
+    ("collect", "read the raw output (file) or GET /view (http)"),
+    ("encode", "sanitize_pixels + encode_pixels (the job's one encode)"),
+    ("upload", "S3 PUT of the PNG"),
+    ("callback", "signed callback POST"),
+    ("other", "everything else: parsing, cleanup, result"),
 )
 PNG_BASELINE = "pillow"
 # Options compared; (name, encoder). The PNG ones are handler.outputs' choices.
@@ -155,31 +171,22 @@ def rotated(items: list[Any], by: int) -> list[Any]:
     return items[k:] + items[:k]
 
 
-# --- 1. handler overhead ----------------------------------------------------------------------
+# --- 1. side by side: a minimal ComfyUI client and our whole job ---------------------------
 
 
 class TimedComfyClient(ComfyClient):
-    """The real ComfyClient, also timing the calls whose wall time metrics.timings leaves out."""
+    """The real ComfyClient, also timing what metrics.timings leaves out of run_prompt."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seconds: dict[str, float] = {}
 
-    def _add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
     async def run_prompt(self, prompt: dict[str, Any], **kwargs: Any) -> PromptResult:
         started = time.perf_counter()
         result = await super().run_prompt(prompt, **kwargs)
         inside = result.timings.get("queue_s", 0.0) + result.timings.get("execute_s", 0.0)
-        self._add("prompt_rest", time.perf_counter() - started - inside)
+        self.seconds["prompt_rest"] = time.perf_counter() - started - inside
         return result
-
-    async def download_output(self, ref: ImageRef) -> bytes:
-        started = time.perf_counter()
-        data = await super().download_output(ref)
-        self._add("fetch_output", time.perf_counter() - started)
-        return data
 
 
 class FinishedJobs(logging.Handler):
@@ -198,34 +205,60 @@ class FinishedJobs(logging.Handler):
             self.timings = dict(timings)
 
 
-Variant = tuple[int, str]  # (square side, PNG encoder)
+# LoadImage -> SaveImage: the floor any ComfyUI client pays for a PNG out of a JPEG in.
+MINIMAL_GRAPH = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "x"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+}
 
 
 @dataclass
 class Rig:
     """The servers around the worker for one benchmark run."""
 
-    contexts: dict[str, WorkerContext]  # per PNG encoder; the servers are shared
+    ctx: WorkerContext
     comfy: TimedComfyClient
     web: LoopbackHTTPServer
     bucket: str
     finished: FinishedJobs
+    target: str  # what ComfyUI this is, for the printout
     jobs: int = 0
-    samples: dict[Variant, dict[str, list[float]]] = field(default_factory=dict)
-    s3_client: list[float] = field(default_factory=list)
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
-def bench_settings(s3: MotoS3) -> Settings:
+def bench_settings(s3: MotoS3, png_encoder: str, handover: str) -> Settings:
     return s3.settings(
         url_allowlist=["127.0.0.0/8"],  # inputs and callbacks are on loopback here
         allow_http_inputs=True,
         enabled_types=[JOB_TYPE],
+        png_encoder=png_encoder,
+        comfyui_handover=handover,
     )
 
 
-async def run_one(rig: Rig, variant: Variant) -> dict[str, float]:
-    """One job of a size x size JPEG; returns its seconds per stage, overhead and wall."""
-    size, png_encoder = variant
+async def run_minimal(rig: Rig, size: int) -> dict[str, float]:
+    """(a): fetch the JPEG, upload it, LoadImage -> SaveImage, download the PNG over /view."""
+    started = time.perf_counter()
+    async with httpx.AsyncClient() as http:
+        data = (await http.get(rig.web.url(f"/in/{size}.jpg"))).content
+    folder = f"bench-minimal/{uuid.uuid4().hex}"
+    name = await rig.comfy.upload_image(data, "in.jpg", folder)
+    graph = copy.deepcopy(MINIMAL_GRAPH)
+    graph["1"]["inputs"]["image"] = name
+    graph["2"]["inputs"]["filename_prefix"] = f"{folder}/out"
+    result = await rig.comfy.run_prompt(graph, timeout_s=600)
+    png = await rig.comfy.download_output(result.outputs["2"][0])
+    wall = time.perf_counter() - started
+    if not png.startswith(b"\x89PNG"):
+        raise RuntimeError("the minimal client got no PNG back")
+    for base in (rig.ctx.input_dir, rig.ctx.output_dir):
+        if base is not None:
+            shutil.rmtree(base / folder, ignore_errors=True)
+    return {"execute": result.timings.get("execute_s", 0.0), "wall": wall}
+
+
+async def run_ours(rig: Rig, size: int) -> dict[str, float]:
+    """(b)/(c): our whole jpeg_to_png job; returns its seconds per stage and wall."""
     _, key_b64 = callback_key()
     job = payload(
         JOB_TYPE,
@@ -238,7 +271,7 @@ async def run_one(rig: Rig, variant: Variant) -> dict[str, float]:
     rig.comfy.seconds.clear()
     rig.finished.timings = None
     started = time.perf_counter()
-    result = await run_job(rig.contexts[png_encoder], job)
+    result = await run_job(rig.ctx, job)
     wall = time.perf_counter() - started
     rig.jobs += 1
     if result["status"] != "SUCCEEDED":
@@ -246,55 +279,67 @@ async def run_one(rig: Rig, variant: Variant) -> dict[str, float]:
     timings = rig.finished.timings
     if timings is None:
         raise RuntimeError("the pipeline logged no 'job finished' record with timings")
-    row = {name: float(timings.get(name, 0.0)) for name in ("download", "queue", "encode")}
-    row.update({name: float(timings.get(name, 0.0)) for name in ("upload", "callback")})
-    row.update({"prompt_rest": 0.0, "fetch_output": 0.0})
+    row = {name: float(timings.get(name, 0.0)) for name, _ in STAGES if name != "other"}
     row.update(rig.comfy.seconds)
-    execute = float(timings.get("execute", 0.0))
-    overhead = wall - execute
-    row["other"] = overhead - sum(row[name] for name, _ in STAGES if name != "other")
-    row.update(overhead=overhead, execute=execute, wall=wall)
+    row["other"] = wall - sum(row.values())
+    row["wall"] = wall
     return row
 
 
-def time_s3_client(settings: Settings) -> float:
-    """Seconds to build a boto3 client (the worker builds one per process and reuses it)."""
-    started = time.perf_counter()
-    make_s3_client(
-        settings,
-        max_attempts=1,
-        connect_timeout=settings.fetch_connect_timeout_s,
-        read_timeout=settings.upload_timeout_s,
-    )
-    return time.perf_counter() - started
+def cases(size: int, small: int) -> dict[str, tuple[str, int]]:
+    return {
+        f"(a) minimal client {size}x{size}": ("minimal", size),
+        f"(b) ours {size}x{size}": ("ours", size),
+        f"(c) ours {small}x{small}": ("ours", small),
+    }
 
 
-async def bench_overhead(rig: Rig, variants: list[Variant], repeats: int) -> None:
-    for size in dict.fromkeys(size for size, _ in variants):
-        rig.web.route("GET", f"/in/{size}.jpg", Reply.ok(photo_jpeg(size), "image/jpeg"))
-    for variant in variants:
-        await run_one(rig, variant)  # warm-up: first-use imports and connections, not timed
-        rig.samples[variant] = {}
-    settings = next(iter(rig.contexts.values())).settings
+async def bench_side_by_side(rig: Rig, size: int, small: int, repeats: int) -> None:
+    for side in {size, small}:
+        rig.web.route("GET", f"/in/{side}.jpg", Reply.ok(photo_jpeg(side), "image/jpeg"))
+    runners = {"minimal": run_minimal, "ours": run_ours}
+    table = cases(size, small)
+    for label, (kind, side) in table.items():
+        await runners[kind](rig, side)  # warm-up: imports, connections, ComfyUI's first run
+        rig.samples[label] = {}
     for repeat in range(repeats):
-        for variant in rotated(variants, repeat):
-            for name, seconds in (await run_one(rig, variant)).items():
-                rig.samples[variant].setdefault(name, []).append(seconds)
-        rig.s3_client.append(time_s3_client(settings))
+        for label in rotated(list(table), repeat):
+            kind, side = table[label]
+            for name, seconds in (await runners[kind](rig, side)).items():
+                rig.samples[label].setdefault(name, []).append(seconds)
     delivered = len(rig.web.requests_for("POST", "/hook"))
     if delivered != rig.jobs:
         raise RuntimeError(f"{rig.jobs} jobs ran but {delivered} callbacks arrived")
 
 
-async def overhead_samples(sizes: list[int], encoders: list[str], repeats: int) -> Rig:
+async def side_by_side(
+    size: int,
+    small: int,
+    repeats: int,
+    png_encoder: str,
+    comfyui_url: str | None,
+    comfyui_dir: Path | None,
+) -> Rig:
     with tempfile.TemporaryDirectory(prefix="bench_handler_") as tmp, ExitStack() as stack:
         s3 = stack.enter_context(moto_s3_server())
-        double = stack.enter_context(serve_in_thread(ComfyDouble(Path(tmp) / "comfy")))
+        if comfyui_url is None:
+            double = ComfyDouble(Path(tmp) / "comfy", node_packs=[REPO / "comfy_nodes/simplypng"])
+            stack.enter_context(serve_in_thread(double))
+            assert double.base_url is not None
+            url, folders = double.base_url, (double.input_dir, double.output_dir)
+            target = "the ComfyUI test double (NOT ComfyUI: pass --comfyui-url for real figures)"
+        else:
+            url = comfyui_url
+            known = comfyui_dir is not None
+            folders = (comfyui_dir / "input", comfyui_dir / "output") if known else (None, None)
+            target = f"ComfyUI at {url}"
         web = stack.enter_context(LoopbackHTTPServer())
         web.route("POST", "/hook", Reply(204))
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
-        settings = bench_settings(s3)
-        comfy = TimedComfyClient(double.base_url, idle_timeout_s=settings.comfyui_idle_timeout_s)
+        handover = "file" if folders[0] is not None else "http"
+        settings = bench_settings(s3, png_encoder, handover)
+        comfy = TimedComfyClient(url, idle_timeout_s=settings.comfyui_idle_timeout_s)
+        version = await comfy.comfyui_version()
         ctx = WorkerContext(
             settings=settings,
             comfy=comfy,
@@ -304,23 +349,19 @@ async def overhead_samples(sizes: list[int], encoders: list[str], repeats: int) 
             models=ModelsLock.load(settings.models_lock),
             s3_inputs=input_s3_client_factory(settings),
             s3_outputs=output_s3_client_factory(settings),
-            comfyui_version=await comfy.comfyui_version(),
-            input_dir=double.input_dir,
-            output_dir=double.output_dir,
+            comfyui_version=version,
+            input_dir=folders[0],
+            output_dir=folders[1],
         )
-        contexts = {
-            name: replace(ctx, settings=settings.model_copy(update={"png_encoder": name}))
-            for name in encoders
-        }
         finished = FinishedJobs()
         pipeline_log = logging.getLogger("handler.pipeline")
         pipeline_log.addHandler(finished)
         pipeline_log.setLevel(logging.INFO)
         pipeline_log.propagate = False  # keep per-job INFO lines out of the printed table
-        rig = Rig(contexts, comfy, web, s3.create_bucket("bench-handler"), finished)
-        variants = [(size, name) for size in sizes for name in encoders]
+        target += f", version {version}, hand-over: {handover}"
+        rig = Rig(ctx, comfy, web, s3.create_bucket("bench-handler"), finished, target)
         try:
-            await bench_overhead(rig, variants, repeats)
+            await bench_side_by_side(rig, size, small, repeats)
         finally:
             pipeline_log.removeHandler(finished)
             pipeline_log.propagate = True
@@ -330,35 +371,97 @@ async def overhead_samples(sizes: list[int], encoders: list[str], repeats: int) 
         return rig
 
 
-def print_overhead(rig: Rig, repeats: int) -> None:
-    samples = rig.samples
-    sizes = list(samples)
-    encoders = list(dict.fromkeys(name for _, name in sizes))
-    print(f"Handler overhead per {JOB_TYPE} job, ms: median / p90 of {repeats}")
-    print(
-        f"(pipeline PNG encoder: {', '.join(encoders)}; 'execute' is ComfyUI's own time, EXCLUDED)"
-    )
-    labels = [f"{side}x{side}" + (f" {name}" if len(encoders) > 1 else "") for side, name in sizes]
-    width = max(20, *(len(label) + 2 for label in labels))
-    print("stage".ljust(22) + "".join(label.rjust(width) for label in labels))
-    rows = [name for name, _ in STAGES] + ["overhead", "execute", "wall"]
-    labels = {"overhead": "OVERHEAD=wall-execute", "execute": "execute (excluded)"}
-    for name in rows:
+def print_side_by_side(rig: Rig, size: int, small: int, repeats: int) -> None:
+    labels = list(cases(size, small))
+    print(f"Side by side on {rig.target}")
+    print(f"wall per job, ms: median / p90 of {repeats}, interleaved")
+    for label in labels:
+        wall = rig.samples[label]["wall"]
+        print(f"{label:<32}{median(wall) * 1000:9.1f} /{p90(wall) * 1000:8.1f}")
+    a, b = (median(rig.samples[label]["wall"]) for label in labels[:2])
+    print(f"ratio (b)/(a): {b / a:.2f} (target <= 0.35 on CPU)")
+    ours = labels[1:]
+    print("stage split of our jobs, ms: median / p90")
+    print("stage".ljust(16) + "".join(label.split(" ", 1)[0].rjust(20) for label in ours))
+    for name in [name for name, _ in STAGES] + ["wall"]:
         cells = "".join(
-            f"{median(samples[s][name]) * 1000:9.1f} /{p90(samples[s][name]) * 1000:8.1f}".rjust(
-                width
+            f"{median(rig.samples[label][name]) * 1000:9.1f} /{p90(rig.samples[label][name]) * 1000:8.1f}".rjust(
+                20
             )
-            for s in sizes
+            for label in ours
         )
-        print(labels.get(name, name).ljust(22) + cells)
-    client = rig.s3_client
-    print(
-        f"S3 client creation (built once per worker and reused, not in 'upload'): "
-        f"{median(client) * 1000:.1f} / {p90(client) * 1000:.1f} ms"
-    )
+        print(name.ljust(16) + cells)
     print("where:")
     for name, meaning in STAGES:
         print(f"  {name:<13}{meaning}")
+
+
+# --- 2. the hand-over format, and the one encode -------------------------------------------
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    fn()  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def bench_handover_formats(size: int, repeats: int) -> dict[str, list[float]]:
+    """Write + read of one RGBA image as .npy and as a level-0 PNG, through a file."""
+    pixels = np.asarray(cutout_rgba(size))
+    with tempfile.TemporaryDirectory(prefix="bench_handover_") as tmp:
+        npy, png = Path(tmp) / "x.npy", Path(tmp) / "x.png"
+
+        def npy_round_trip() -> None:
+            rawpixels.write(npy, pixels)
+            rawpixels.read(npy)
+
+        def png_round_trip() -> None:
+            Image.fromarray(pixels).save(png, compress_level=0)
+            with Image.open(png) as image:
+                np.asarray(image)
+
+        return {
+            ".npy": _timed(npy_round_trip, repeats),
+            "PNG level 0": _timed(png_round_trip, repeats),
+        }
+
+
+def bench_one_encode(size: int, repeats: int) -> dict[str, list[float]]:
+    """fpng alone against what the worker does to a raw output: sanitize_pixels + encode."""
+    pixels = np.asarray(cutout_rgba(size))
+    results: dict[str, list[float]] = {"fpng alone": [], "sanitize + encode": []}
+    steps = {
+        "fpng alone": lambda: fpng.from_ndarray(pixels),
+        "sanitize + encode": lambda: encode_pixels(sanitize_pixels(pixels.copy()), "png"),
+        "copy (subtracted)": pixels.copy,  # the benchmark's own copy, not the worker's work
+    }
+    copies: list[float] = []
+    for repeat in range(repeats):
+        for name in rotated(list(steps), repeat):
+            (copies if name.startswith("copy") else results[name]).extend(_timed(steps[name], 1))
+    results["sanitize + encode"] = [
+        max(0.0, t - c) for t, c in zip(results["sanitize + encode"], copies, strict=True)
+    ]
+    return results
+
+
+def print_formats_and_encode(
+    formats: dict[str, list[float]], encode: dict[str, list[float]], size: int, repeats: int
+) -> None:
+    print(f"Hand-over format, write + read of a {size}x{size} RGBA image, median of {repeats}")
+    for name, seconds in formats.items():
+        print(f"{name}: {median(seconds) * 1000:.1f} ms")
+    fastest = min(formats, key=lambda name: median(formats[name]))
+    print(f"hand-over format: {fastest} is the faster")
+    base = median(encode["fpng alone"])
+    ours = median(encode["sanitize + encode"])
+    print(f"One encode of a {size}x{size} RGBA output, median of {repeats}")
+    print(f"fpng alone: {base * 1000:.1f} ms; sanitize + encode: {ours * 1000:.1f} ms")
+    print(f"ratio sanitize+encode / fpng: {ours / base:.2f} (target <= 2)")
 
 
 # --- 2. PNG encoders --------------------------------------------------------------------------
@@ -445,26 +548,26 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def parse_encoders(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",")]
-    unknown = [name for name in names if name not in PNG_OPTIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(PNG_OPTIONS)}: {unknown}")
-    return list(dict.fromkeys(names))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_sizes, help="input side for (a) and (b) (2048)")
+    parser.add_argument("--small", type=parse_sizes, help="input side for (c) (1024)")
+    parser.add_argument("--repeats", type=int, help="timed runs per case (default 8)")
+    parser.add_argument("--encode-size", type=int, help="cutout side for sections 2, 3 (2048)")
     parser.add_argument(
-        "--sizes", type=parse_sizes, help="square input sides, e.g. 1024,2048 (default)"
+        "--comfyui-url", default=os.environ.get("COMFYUI_URL"), help="a running ComfyUI"
     )
-    parser.add_argument("--repeats", type=int, help="timed runs per variant (default 5)")
-    parser.add_argument("--encode-size", type=int, help="cutout side for encoders (2048)")
     parser.add_argument(
-        "--png-encoders",
-        type=parse_encoders,
-        default=[Settings.model_fields["png_encoder"].default],
-        help="PNG encoders for the end-to-end jobs, e.g. pillow-fast,fpng (default: settings')",
+        "--comfyui-dir",
+        type=Path,
+        default=os.environ.get("COMFYUI_DIR"),
+        help="its folder, for the file hand-over (input/, output/)",
+    )
+    parser.add_argument(
+        "--png-encoder",
+        choices=PNG_OPTIONS,
+        default=Settings.model_fields["png_encoder"].default,
+        help="PNG encoder of our jobs (default: the settings')",
     )
     parser.add_argument(
         "--max-size-ratio",
@@ -474,15 +577,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat (smoke test)")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ([128] if args.quick else [1024, 2048])
-    repeats = args.repeats or (1 if args.quick else 5)
+    size = args.size[0] if args.size else (128 if args.quick else 2048)
+    small = args.small[0] if args.small else (64 if args.quick else 1024)
+    repeats = args.repeats or (1 if args.quick else 8)
     encode_size = args.encode_size or (256 if args.quick else 2048)
     if repeats < 1 or encode_size < 16 or not args.max_size_ratio >= 1:
         parser.error("needs --repeats >= 1, --encode-size >= 16, --max-size-ratio >= 1")
     logging.basicConfig(level=logging.WARNING)
 
-    rig = asyncio.run(overhead_samples(sizes, args.png_encoders, repeats))
-    print_overhead(rig, repeats)
+    rig = asyncio.run(
+        side_by_side(size, small, repeats, args.png_encoder, args.comfyui_url, args.comfyui_dir)
+    )
+    print_side_by_side(rig, size, small, repeats)
+    print()
+    formats = bench_handover_formats(encode_size, repeats)
+    print_formats_and_encode(formats, bench_one_encode(encode_size, repeats), encode_size, repeats)
     print()
     notes: list[str] = []
     results = bench_encoders(encode_size, repeats, notes)

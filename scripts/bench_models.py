@@ -47,6 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from handler.handover import InputRef  # noqa: E402
 from handler.params import validate_params  # noqa: E402
 from handler.workflows import Binding, build_prompt, load_registry  # noqa: E402
 
@@ -272,7 +273,7 @@ def case_params(case: str, size: int, target: int) -> tuple[str, dict[str, Any]]
 
 def prompt_for(binding: Binding, params: dict[str, Any]) -> dict[str, Any]:
     spec = validate_params(binding.type, params)
-    return build_prompt(binding, spec, image_name="in.png", mask_name=None, output_prefix="b")
+    return build_prompt(binding, spec, image=InputRef("in.npy"), mask=None, output_prefix="b")
 
 
 def photo(size: int) -> torch.Tensor:

@@ -58,6 +58,7 @@ class ComfySupervisor:
         self._reader: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
+        self.last_stop: str | None = None  # the signal that ended the last stop()
 
     # ---- where things are -----------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class ComfySupervisor:
         self._monitor = asyncio.create_task(self._watch(), name="comfyui-monitor")
 
     async def stop(self) -> None:
-        """Stop the child's whole process group: SIGINT, then SIGKILL after the grace period."""
+        """Stop the child's whole process group: SIGTERM, then SIGKILL after the grace period."""
         self._stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
@@ -225,12 +226,16 @@ class ComfySupervisor:
         process = self._process
         if process is None:
             return
+        # SIGTERM, not SIGINT: ComfyUI installs no SIGTERM handler, so it ends at once, while
+        # SIGINT is ignored whenever it was ignored at its start (any background launch).
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), self.stop_grace_s)
+            self.last_stop = "SIGTERM"
         except TimeoutError:
-            log.warning("ComfyUI ignored SIGINT for %g s; killing it", self.stop_grace_s)
+            log.warning("ComfyUI ignored SIGTERM for %g s; killing it", self.stop_grace_s)
+            self.last_stop = "SIGKILL"
         # Also reaches grandchildren that outlived the main process.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

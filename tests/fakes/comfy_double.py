@@ -173,8 +173,10 @@ class ComfyDouble:
         node_packs: tuple[Path, ...] | list[Path] = (),
         startup_delay_s: float = 0.0,
         faults: Faults | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ):
         base = Path(base_dir).resolve()
+        self.max_upload_bytes = max_upload_bytes
         self.input_dir = Path(input_dir or base / "input").resolve()
         self.output_dir = Path(output_dir or base / "output").resolve()
         self.temp_dir = Path(temp_dir or base / "temp").resolve()
@@ -250,7 +252,7 @@ class ComfyDouble:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+        app = web.Application(client_max_size=self.max_upload_bytes)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/system_stats", self._system_stats)
         app.router.add_get("/features", self._features)
@@ -458,7 +460,7 @@ class ComfyDouble:
     # ---- HTTP: prompts and queue ----------------------------------------------------------
 
     async def _features(self, request: web.Request) -> web.Response:
-        return web.json_response(SERVER_FEATURES)
+        return web.json_response({**SERVER_FEATURES, "max_upload_size": self.max_upload_bytes})
 
     async def _get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response(self._queue_info())

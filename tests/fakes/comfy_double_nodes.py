@@ -205,6 +205,12 @@ def _build_shims() -> dict[str, types.ModuleType]:
             raise FileNotFoundError(f"Model in folder '{folder_name}' with filename '{filename}'")
         return path
 
+    def get_save_image_path(
+        prefix: str, output_dir: str, image_width: int = 0, image_height: int = 0
+    ) -> tuple[str, str, int, str, str]:
+        folder, stem, counter, subfolder = _save_path(prefix, Path(output_dir))
+        return str(folder), stem, counter, subfolder, prefix
+
     folder_paths = types.ModuleType("folder_paths", "ComfyDouble shim of ComfyUI's folder_paths.")
     folder_paths.__dict__.update(
         get_input_directory=lambda: str(current_double().input_dir),
@@ -216,6 +222,7 @@ def _build_shims() -> dict[str, types.ModuleType]:
         get_filename_list=get_filename_list,
         get_full_path=get_full_path,
         get_full_path_or_raise=get_full_path_or_raise,
+        get_save_image_path=get_save_image_path,
         add_model_folder_path=lambda *args, **kwargs: None,
         folder_names_and_paths={},
         supported_pt_extensions=set(MODEL_EXTENSIONS),

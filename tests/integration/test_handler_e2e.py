@@ -335,15 +335,16 @@ async def test_node_error_reports_node_without_traceback(ctx, double) -> None:
 
 async def test_workflow_invalid_when_comfyui_rejects_the_prompt(ctx) -> None:
     # A value outside the node's declared range fails ComfyUI's validation (HTTP 400).
-    graph = ctx.registry["jpeg_to_png"].graphs["jpeg_to_png.json"]
-    solid = next(n for n in graph.values() if n["class_type"] == "SolidMask")
-    original = solid["inputs"]["value"]
-    solid["inputs"]["value"] = 5.0
+    graph = ctx.registry["object_remove"].graphs["object_remove.json"]
+    inpaint = next(n for n in graph.values() if n["class_type"] == "SimplyPNGInpaint")
+    original = inpaint["inputs"]["resolution"]
+    inpaint["inputs"]["resolution"] = 5  # below the declared minimum of 64
+    regions = [{"kind": "rect", "x": 4, "y": 4, "w": 8, "h": 8}]
     try:
-        result = await _fail(ctx, small_job())
+        result = await _fail(ctx, small_job("object_remove", params={"regions": regions}))
     finally:
-        solid["inputs"]["value"] = original
-    assert result["error_code"] == "WORKFLOW_INVALID" and "SolidMask" in result["error"]
+        inpaint["inputs"]["resolution"] = original
+    assert result["error_code"] == "WORKFLOW_INVALID" and "SimplyPNGInpaint" in result["error"]
 
 
 async def test_timeout_interrupts_and_removes_the_prompt(ctx, double) -> None:
@@ -449,13 +450,11 @@ async def test_timeout_covers_the_upload(ctx, web) -> None:
 
 
 async def test_unexpected_bug_is_internal_error_without_details(ctx) -> None:
-    class Broken(type(ctx.comfy)):
-        async def download_output(self, ref):
+    class Broken(type(ctx.handover)):  # type: ignore[misc]
+        async def fetch(self, ref, run_folder):
             raise RuntimeError("secret internal detail /srv/worker/x.py")
 
-    broken = Broken(ctx.comfy.base_url)
-    await ctx.comfy.aclose()
-    ctx.comfy = broken
+    ctx.handover.__class__ = Broken
     result = await _fail(ctx, small_job(size=16))
     assert result["error_code"] == "INTERNAL_ERROR"
     assert "secret internal detail" not in json.dumps(result)

@@ -59,14 +59,17 @@ from tests.fakes.comfy_double import main
 sys.exit(main())
 """
 
-# Ignores SIGINT and leaves a grandchild that ignores it too: only SIGKILL to the group works.
+# Ignores SIGINT and SIGTERM and leaves a grandchild that ignores them too: only SIGKILL to the
+# group works.
 STUBBORN_MAIN = f"""
 import signal, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, {str(REPO)!r})
 from tests.fakes.comfy_double import ComfyDouble, serve_in_thread
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+code = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)")
 child = subprocess.Popen([sys.executable, "-c", code])
 Path("grandchild.pid").write_text(str(child.pid))
 port = int(sys.argv[sys.argv.index("--port") + 1])
@@ -265,3 +268,31 @@ async def test_stop_kills_the_whole_process_group(tmp_path: Path):
         with contextlib.suppress(ProcessLookupError):
             os.kill(grandchild, signal.SIGKILL)  # never leave it behind when the test fails
     assert supervisor.last_exit_code is None  # stopping on purpose is not a crash
+    assert supervisor.last_stop == "SIGKILL"
+
+
+# As ComfyUI behaves: SIGINT ignored (as when launched in the background), no SIGTERM handler.
+SIGINT_DEAF_MAIN = f"""
+import signal, sys, time
+from pathlib import Path
+sys.path.insert(0, {str(REPO)!r})
+from tests.fakes.comfy_double import ComfyDouble, serve_in_thread
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+port = int(sys.argv[sys.argv.index("--port") + 1])
+with serve_in_thread(ComfyDouble(Path.cwd()), port=port):
+    while True:
+        time.sleep(1)
+"""
+
+
+async def test_stop_ends_a_comfyui_that_ignores_sigint_without_the_kill(tmp_path: Path, caplog):
+    folder = comfy_dir(tmp_path, SIGINT_DEAF_MAIN)
+    # A grace far longer than any test: only a prompt exit on SIGTERM passes the check below.
+    supervisor = ComfySupervisor(child_settings(folder), stop_grace_s=600)
+    await supervisor.start()
+    main_pid = supervisor.pid
+    assert main_pid is not None
+    await supervisor.stop()
+    assert not alive(main_pid)
+    assert supervisor.last_stop == "SIGTERM"
+    assert "killing it" not in caplog.text

@@ -15,7 +15,7 @@ from handler.params import PARAM_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
-from simplypng.nodes import NODE_CLASS_MAPPINGS  # noqa: E402
+from simplypng import NODE_CLASS_MAPPINGS  # noqa: E402
 
 # name -> (inputs {name: (type, options, required)}, output types); from ComfyUI 0.3.64.
 CORE: dict[str, tuple[dict[str, tuple[Any, dict, bool]], list[str]]] = {
@@ -142,10 +142,13 @@ def test_workflow_is_valid_api_format(path):
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_workflow_follows_the_loader_conventions(path):
     nodes = _by_title(json.loads(path.read_text()))
-    assert nodes["Input Image"]["class_type"] == "LoadImage"
-    assert nodes["Output"]["class_type"] == "SaveImage"
-    loaders = [n for n in nodes.values() if n["class_type"] == "LoadImage"]
-    savers = [t for t, n in nodes.items() if n["class_type"] == "SaveImage"]
+    # Raw pixels both ways: ComfyUI never decodes or compresses a PNG for us.
+    assert nodes["Input Image"]["class_type"] == "SimplyPNGLoadRaw"
+    assert nodes["Output"]["class_type"] == "SimplyPNGSaveRaw"
+    kinds = {n["class_type"] for n in nodes.values()}
+    assert not kinds & {"LoadImage", "SaveImage", "PreviewImage"}
+    loaders = [n for n in nodes.values() if n["class_type"] == "SimplyPNGLoadRaw"]
+    savers = [t for t, n in nodes.items() if n["class_type"] == "SimplyPNGSaveRaw"]
     assert savers == ["Output"]
     assert len(loaders) == (2 if path.name == "object_remove.json" else 1)
 
@@ -159,11 +162,16 @@ def test_the_error_finder_catches_broken_workflows():
     assert len(_workflow_errors(workflow)) == 4
 
 
-def test_transparent_none_uses_core_nodes_only():
-    assert all(n["class_type"] in CORE for n in _load("jpeg_to_png.json").values())
-    # JoinImageWithAlpha computes alpha = 1 - mask: a SolidMask of 0 makes it opaque.
+def test_transparent_none_processes_with_core_nodes_only():
     nodes = _by_title(_load("jpeg_to_png.json"))
-    assert nodes["Opaque Mask"]["inputs"]["value"] == 0.0
+    processing = {t: n for t, n in nodes.items() if t not in ("Input Image", "Output")}
+    assert all(n["class_type"] in CORE for n in processing.values())
+    # JoinImageWithAlpha computes alpha = 1 - mask: fed the loader's MASK (1 - alpha), it
+    # restores the input's own alpha, and the zero placeholder of an opaque input gives 1.
+    loader = next(
+        i for i, n in _load("jpeg_to_png.json").items() if n["_meta"]["title"] == "Input Image"
+    )
+    assert nodes["Join Alpha"]["inputs"] == {"image": [loader, 0], "alpha": [loader, 1]}
 
 
 def test_upscale_uses_the_core_model_nodes_lazily():
@@ -236,8 +244,9 @@ def test_binding_inputs_outputs_and_models(job_type):
     for workflow in _workflows_of(binding).values():
         nodes = _by_title(workflow)
         image = binding["image_input"]
-        assert nodes[image["node"]]["class_type"] == "LoadImage" and image["input"] == "image"
-        assert all(nodes[title]["class_type"] == "SaveImage" for title in binding["outputs"])
+        assert nodes[image["node"]]["class_type"] == "SimplyPNGLoadRaw"
+        assert image["input"] == "image"
+        assert all(nodes[t]["class_type"] == "SimplyPNGSaveRaw" for t in binding["outputs"])
     assert binding["models"] and set(binding["models"]) <= MODEL_NAMES
 
 
@@ -254,7 +263,7 @@ def test_object_remove_still_validates_when_the_mask_image_is_pruned():
     workflow = _load(binding["workflow"])
     assert binding["mask_input"] == {"node": "Mask Image", "input": "image"}
     mask_id = next(i for i, n in workflow.items() if n["_meta"]["title"] == "Mask Image")
-    assert workflow[mask_id]["class_type"] == "LoadImage"
+    assert workflow[mask_id]["class_type"] == "SimplyPNGLoadRaw"
     # What the handler does without mask_url: drop the node and every link into it.
     del workflow[mask_id]
     for node in workflow.values():

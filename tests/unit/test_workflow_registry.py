@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from handler.handover import InputRef
 from handler.params import validate_params
 from handler.workflow_check import check_registry, combo_options
 from handler.workflows import WorkflowConfigError, build_prompt, load_registry, node_by_title
@@ -76,11 +77,11 @@ def test_prompt_is_built_by_title(tmp_path: Path) -> None:
     prompt = build_prompt(
         registry["upscale_2k"],
         params,
-        image_name="sp/j/in.png",
-        mask_name=None,
+        image=InputRef("sp/j/in.npy"),
+        mask=None,
         output_prefix="sp/j/out",
     )
-    assert prompt["1"]["inputs"]["image"] == "sp/j/in.png"
+    assert prompt["1"]["inputs"]["image"] == "sp/j/in.npy"
     assert prompt["3"]["inputs"]["target"] == 1500
     assert prompt["4"]["inputs"]["filename_prefix"] == "sp/j/out"
     assert GRAPH["3"]["inputs"]["target"] == 2048, "the stored graph must not be mutated"
@@ -150,11 +151,11 @@ def test_optional_mask_node_is_pruned_with_its_links(tmp_path: Path) -> None:
     registry = load_registry(write(tmp_path, graph, binding), ["upscale_2k"])
     params = validate_params("upscale_2k", {})
     pruned = build_prompt(
-        registry["upscale_2k"], params, image_name="a", mask_name=None, output_prefix="o"
+        registry["upscale_2k"], params, image=InputRef("a"), mask=None, output_prefix="o"
     )
     assert node_by_title(pruned, "Mask Image") is None and "mask" not in pruned["3"]["inputs"]
     kept = build_prompt(
-        registry["upscale_2k"], params, image_name="a", mask_name="m2", output_prefix="o"
+        registry["upscale_2k"], params, image=InputRef("a"), mask=InputRef("m2"), output_prefix="o"
     )
     assert kept["5"]["inputs"]["image"] == "m2" and kept["3"]["inputs"]["mask"] == ["5", 0]
 
@@ -170,3 +171,23 @@ def test_optional_mask_node_is_pruned_with_its_links(tmp_path: Path) -> None:
 )
 def test_combo_options_reads_both_encodings(spec, options) -> None:
     assert combo_options(spec) == options
+
+
+def test_parts_reach_a_raw_loader_and_nothing_else_accepts_them(tmp_path: Path) -> None:
+    graph = json.loads(json.dumps(GRAPH))
+    graph["1"] = {
+        "class_type": "SimplyPNGLoadRaw",
+        "inputs": {"image": "x.npy", "parts": 1},
+        "_meta": graph["1"]["_meta"],
+    }
+    registry = load_registry(write(tmp_path, graph), ["upscale_2k"])
+    params = validate_params("upscale_2k", {})
+    prompt = build_prompt(
+        registry["upscale_2k"], params, image=InputRef("sp/in.npy", 3), mask=None, output_prefix="o"
+    )
+    assert prompt["1"]["inputs"] == {"image": "sp/in.npy", "parts": 3}
+    plain = load_registry(write(tmp_path), ["upscale_2k"])
+    with pytest.raises(WorkflowConfigError, match="cannot read parts"):
+        build_prompt(
+            plain["upscale_2k"], params, image=InputRef("in.npy", 2), mask=None, output_prefix="o"
+        )

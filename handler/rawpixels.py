@@ -1,0 +1,77 @@
+"""Raw 8-bit RGB/RGBA pixels in NumPy's .npy format: what the worker and ComfyUI exchange.
+
+The node pack's `simplypng.raw_pixels` reads and writes the same files inside ComfyUI (the two
+sides ship separately, so each carries its few lines). Anything read back is checked: uint8,
+C order, HxWx3 or HxWx4, sane size; `np.load` never unpickles.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from handler.errors import ErrorCode, JobError
+
+NPY_MAGIC = b"\x93NUMPY"
+MAX_PIXELS = 256 * 1024 * 1024  # the node pack's bound: above any input cap or canvas
+
+
+def check(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise JobError(
+            ErrorCode.NODE_ERROR,
+            f"the workflow returned pixels of type {array.dtype} {array.shape}, "
+            "expected 8-bit RGB or RGBA",
+        )
+    height, width = array.shape[:2]
+    if height < 1 or width < 1 or height * width > MAX_PIXELS:
+        raise JobError(ErrorCode.NODE_ERROR, f"the workflow returned a {width}x{height} image")
+    return array
+
+
+def header(shape: tuple[int, ...]) -> bytes:
+    """The .npy header np.save writes for a C-order uint8 array of `shape`."""
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        buffer, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+def to_bytes(pixels: np.ndarray) -> bytes:
+    contiguous = np.ascontiguousarray(check(pixels))
+    return header(contiguous.shape) + contiguous.tobytes()
+
+
+def write(path: Path, pixels: np.ndarray) -> None:
+    contiguous = np.ascontiguousarray(check(pixels))
+    with open(path, "wb") as out:
+        out.write(header(contiguous.shape))
+        out.write(memoryview(contiguous).cast("B"))
+
+
+def _load(source: object) -> np.ndarray:
+    try:
+        array = np.load(source, allow_pickle=False)  # type: ignore[call-overload]
+    except (ValueError, OSError, EOFError) as exc:
+        raise JobError(
+            ErrorCode.NODE_ERROR, f"the workflow wrote an unreadable raw image ({exc})"
+        ) from None
+    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+        raise JobError(ErrorCode.NODE_ERROR, "the workflow wrote an unreadable raw image")
+    return check(array)
+
+
+def read(path: Path) -> np.ndarray:
+    return _load(path)
+
+
+def from_bytes(data: bytes) -> np.ndarray:
+    return _load(io.BytesIO(data))
+
+
+def is_raw(data: bytes) -> bool:
+    return data[: len(NPY_MAGIC)] == NPY_MAGIC
