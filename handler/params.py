@@ -129,7 +129,12 @@ class Upscale2kV1(_Spec):
 
 
 class JpegToPngV1(_Spec):
-    transparent: Literal["none", "color", "subject"] = "none"
+    transparent: Literal["none", "color", "subject"] = Field(
+        "none",
+        description="none: the input's own alpha is kept (opaque when it has none); color: "
+        "the key colour becomes transparent; subject: the segmented subject is kept. color and "
+        "subject compute a new alpha and replace the input's.",
+    )
     key_color: str = Field("#ffffff", description="Colour keyed out when transparent=color.")
     tolerance: int = Field(16, ge=0, le=255, description="Colour distance keyed fully out.")
     softness: int = Field(16, ge=0, le=255, description="Extra distance over which alpha ramps.")

@@ -35,7 +35,7 @@ from handler.handover import Handover, make_handover
 from handler.inputs import load_input
 from handler.logs import bind_job_id
 from handler.models_lock import ModelsLock
-from handler.outputs import EncodedImage, encode_output
+from handler.outputs import EncodedImage, OutputFormat, encode_output
 from handler.params import validate_params
 from handler.settings import Settings
 from handler.storage import OutputStore, S3ClientFactory, make_store
@@ -241,7 +241,7 @@ async def _process_one(
     if not refs:
         raise JobError(ErrorCode.NODE_ERROR, "the workflow produced no output image")
     files: list[tuple[str, EncodedImage]] = []
-    fmt = getattr(job.params, "output_format", "png")
+    fmt: OutputFormat = getattr(job.params, "output_format", "png")
     for k, ref in enumerate(refs):
         with timer.stage("collect"):
             data = await handover.fetch(ref, subfolder)

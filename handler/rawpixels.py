@@ -50,12 +50,12 @@ def write(path: Path, pixels: np.ndarray) -> None:
     contiguous = np.ascontiguousarray(check(pixels))
     with open(path, "wb") as out:
         out.write(header(contiguous.shape))
-        out.write(memoryview(contiguous).cast("B"))
+        out.write(contiguous.data.cast("B"))
 
 
-def _load(source: object) -> np.ndarray:
+def _load(source: Path | io.BytesIO) -> np.ndarray:
     try:
-        array = np.load(source, allow_pickle=False)  # type: ignore[call-overload]
+        array = np.load(source, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise JobError(
             ErrorCode.NODE_ERROR, f"the workflow wrote an unreadable raw image ({exc})"

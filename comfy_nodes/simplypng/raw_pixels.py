@@ -6,7 +6,8 @@ against a level-0 PNG). A .npy file is a short text header (dtype, shape) and th
 reading and writing is one system call each way.
 
 ComfyUI's HTTP upload caps a request (100 MB by default); a file larger than that arrives in
-parts `<name>.part000`, `<name>.part001`, ... that are read back in order as one stream.
+parts `<name>.part000`, `<name>.part001`, ... that are read back in order as one stream (the
+first part holds the whole header: the worker never cuts parts below 64 KiB).
 Everything read is checked: uint8, C order, HxWx3 or HxWx4, and exactly as many bytes as the
 header says. Pure file I/O and numpy: no ComfyUI import, no torch.
 """
@@ -69,7 +70,7 @@ def write_pixels(path: Path, array: np.ndarray) -> None:
     pixels = np.ascontiguousarray(check_pixels(array))
     with open(path, "wb") as out:
         out.write(header_bytes(pixels.shape))
-        out.write(memoryview(pixels).cast("B"))
+        out.write(pixels.data.cast("B"))
 
 
 def _chained(paths: list[Path]) -> Iterator[tuple[Path, int]]:
@@ -104,7 +105,7 @@ def read_pixels(path: Path, parts: int = 1) -> np.ndarray:
             f"{paths[0].name!r}: {sum(sizes.values()) - offset} bytes of pixels, "
             f"the header says {pixels.nbytes}"
         )
-    view = memoryview(pixels).cast("B")
+    view = pixels.data.cast("B")
     filled = 0
     for index, part in enumerate(paths):
         with open(part, "rb") as stream:

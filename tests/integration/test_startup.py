@@ -9,7 +9,7 @@ import pytest
 
 from handler.runtime import StartupError, WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
-from tests.fakes.comfy_double import ComfyDouble, Faults, serve_in_thread
+from tests.fakes.comfy_double import ComfyDouble, Faults, free_port, serve_in_thread
 
 
 def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
@@ -86,6 +86,7 @@ def test_child_comfyui_that_never_gets_ready_is_reported(tmp_path: Path) -> None
     settings = Settings(
         comfyui_dir=comfy,
         comfyui_python="python3",
+        comfyui_port=free_port(),  # never a ComfyUI that happens to run on 8188
         comfyui_start_timeout_s=1.5,
         workflows_dir=REPO_ROOT / "workflows",
     )

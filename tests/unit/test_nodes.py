@@ -16,10 +16,10 @@ import torch
 COMFY_NODES = Path(__file__).resolve().parents[2] / "comfy_nodes"
 sys.path.insert(0, str(COMFY_NODES))
 import simplypng  # noqa: E402
-from simplypng import nodes  # noqa: E402
+from simplypng import nodes, raw_nodes  # noqa: E402
 
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING"}
-LINK_TYPES = {"IMAGE", "MASK"}
+LINK_TYPES = {"IMAGE", "MASK", "SIMPLYPNG_PIXELS"}
 
 
 class StubSegmenter:
@@ -72,17 +72,20 @@ def _subjects(batch: int, height: int = 48, width: int = 64) -> torch.Tensor:
 
 
 def test_every_node_is_exported_with_a_prefixed_name_and_a_display_name():
-    assert simplypng.NODE_CLASS_MAPPINGS is nodes.NODE_CLASS_MAPPINGS
-    assert len(nodes.NODE_CLASS_MAPPINGS) == 10
-    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+    assert simplypng.NODE_CLASS_MAPPINGS == {
+        **nodes.NODE_CLASS_MAPPINGS,
+        **raw_nodes.NODE_CLASS_MAPPINGS,
+    }
+    assert len(simplypng.NODE_CLASS_MAPPINGS) == 14
+    for name, cls in simplypng.NODE_CLASS_MAPPINGS.items():
         assert name.startswith("SimplyPNG") and cls.__name__ == name
-        assert nodes.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("SimplyPNG ")
-    assert set(nodes.NODE_DISPLAY_NAME_MAPPINGS) == set(nodes.NODE_CLASS_MAPPINGS)
+        assert simplypng.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("SimplyPNG ")
+    assert set(simplypng.NODE_DISPLAY_NAME_MAPPINGS) == set(simplypng.NODE_CLASS_MAPPINGS)
 
 
-@pytest.mark.parametrize("name", sorted(nodes.NODE_CLASS_MAPPINGS))
+@pytest.mark.parametrize("name", sorted(simplypng.NODE_CLASS_MAPPINGS))
 def test_declared_inputs_and_outputs_are_valid_comfyui_specs(name):
-    cls = nodes.NODE_CLASS_MAPPINGS[name]
+    cls = simplypng.NODE_CLASS_MAPPINGS[name]
     spec = cls.INPUT_TYPES()
     assert set(spec) <= {"required", "optional"} and spec["required"]
     inputs = {**spec["required"], **spec.get("optional", {})}

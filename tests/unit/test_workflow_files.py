@@ -39,6 +39,8 @@ CORE: dict[str, tuple[dict[str, tuple[Any, dict, bool]], list[str]]] = {
         ["IMAGE"],
     ),
 }
+RAW_LOADERS = {"SimplyPNGLoadRaw", "SimplyPNGLoadPixels"}
+RAW_SAVERS = {"SimplyPNGSaveRaw", "SimplyPNGSavePixels"}
 WIDGETS = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
 MODEL_NAMES = {"birefnet-general", "big-lama", "realesrgan-x4plus"}
 
@@ -143,12 +145,12 @@ def test_workflow_is_valid_api_format(path):
 def test_workflow_follows_the_loader_conventions(path):
     nodes = _by_title(json.loads(path.read_text()))
     # Raw pixels both ways: ComfyUI never decodes or compresses a PNG for us.
-    assert nodes["Input Image"]["class_type"] == "SimplyPNGLoadRaw"
-    assert nodes["Output"]["class_type"] == "SimplyPNGSaveRaw"
+    assert nodes["Input Image"]["class_type"] in RAW_LOADERS
+    assert nodes["Output"]["class_type"] in RAW_SAVERS
     kinds = {n["class_type"] for n in nodes.values()}
     assert not kinds & {"LoadImage", "SaveImage", "PreviewImage"}
-    loaders = [n for n in nodes.values() if n["class_type"] == "SimplyPNGLoadRaw"]
-    savers = [t for t, n in nodes.items() if n["class_type"] == "SimplyPNGSaveRaw"]
+    loaders = [n for n in nodes.values() if n["class_type"] in RAW_LOADERS]
+    savers = [t for t, n in nodes.items() if n["class_type"] in RAW_SAVERS]
     assert savers == ["Output"]
     assert len(loaders) == (2 if path.name == "object_remove.json" else 1)
 
@@ -162,16 +164,17 @@ def test_the_error_finder_catches_broken_workflows():
     assert len(_workflow_errors(workflow)) == 4
 
 
-def test_transparent_none_processes_with_core_nodes_only():
-    nodes = _by_title(_load("jpeg_to_png.json"))
-    processing = {t: n for t, n in nodes.items() if t not in ("Input Image", "Output")}
-    assert all(n["class_type"] in CORE for n in processing.values())
-    # JoinImageWithAlpha computes alpha = 1 - mask: fed the loader's MASK (1 - alpha), it
-    # restores the input's own alpha, and the zero placeholder of an opaque input gives 1.
-    loader = next(
-        i for i, n in _load("jpeg_to_png.json").items() if n["_meta"]["title"] == "Input Image"
-    )
-    assert nodes["Join Alpha"]["inputs"] == {"image": [loader, 0], "alpha": [loader, 1]}
+def test_transparent_none_moves_8bit_pixels_without_any_float_step():
+    graph = _load("jpeg_to_png.json")
+    assert {n["class_type"] for n in graph.values()} == {
+        "SimplyPNGLoadPixels",
+        "SimplyPNGSavePixels",
+    }
+    nodes = _by_title(graph)
+    loader = next(i for i, n in graph.items() if n["_meta"]["title"] == "Input Image")
+    # RGB gains an opaque alpha; an input's own alpha is kept as it is.
+    assert nodes["Output"]["inputs"]["pixels"] == [loader, 0]
+    assert nodes["Output"]["inputs"]["alpha"] == "add"
 
 
 def test_upscale_uses_the_core_model_nodes_lazily():
@@ -244,9 +247,9 @@ def test_binding_inputs_outputs_and_models(job_type):
     for workflow in _workflows_of(binding).values():
         nodes = _by_title(workflow)
         image = binding["image_input"]
-        assert nodes[image["node"]]["class_type"] == "SimplyPNGLoadRaw"
+        assert nodes[image["node"]]["class_type"] in RAW_LOADERS
         assert image["input"] == "image"
-        assert all(nodes[t]["class_type"] == "SimplyPNGSaveRaw" for t in binding["outputs"])
+        assert all(nodes[t]["class_type"] in RAW_SAVERS for t in binding["outputs"])
     assert binding["models"] and set(binding["models"]) <= MODEL_NAMES
 
 
