@@ -19,6 +19,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from handler import __version__
+from handler.batching import batches
 from handler.callback import deliver, resolve_key
 from handler.comfy.client import ComfyClient
 from handler.contract import (
@@ -102,13 +103,20 @@ async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = N
             report("download", 0)
             with timer.stage("download"):
                 images, mask = await _fetch_inputs(ctx, job)
-            for index, image in enumerate(images):
-                files = await _process_one(ctx, job, index, image, mask, timer, report)
-                report("upload", 100.0 * (index + 1) / len(images))
+            pixels = [np.asarray(image) for image in images]
+            shapes = [(p.shape[0], p.shape[1], p.shape[2]) for p in pixels]
+            done = 0
+            placed: list[tuple[int, OutputFile]] = []  # (input index, file)
+            for group in batches(shapes, ctx.settings.batch_max_pixels):
+                files = await _process_batch(ctx, job, group, done, pixels, mask, timer, report)
+                done += len(group)
+                report("upload", 100.0 * done / len(images))
                 with timer.stage("upload"):
-                    for name, encoded in files:
+                    for index, name, encoded in files:
                         url = await job.store.put(name, encoded.data, encoded.content_type)
-                        outputs.append(_output_file(url, encoded))
+                        placed.append((index, _output_file(url, encoded)))
+            # Outputs in input order, whatever order the batches ran in (the sort is stable).
+            outputs = [file for _, file in sorted(placed, key=lambda item: item[0])]
         result = _result(ctx, job, raw, "SUCCEEDED", outputs, timer)
     except JobError as exc:
         result = _result(ctx, job, raw, "FAILED", [], timer, error=exc)
@@ -196,36 +204,44 @@ async def _fetch_inputs(
     return list(images), None
 
 
-async def _process_one(
+async def _process_batch(
     ctx: WorkerContext,
     job: _Job,
-    index: int,
-    image: Image.Image,
+    group: list[int],
+    done: int,
+    pixels: list[np.ndarray],
     mask: Image.Image | None,
     timer: StageTimer,
     report: Progress,
-) -> list[tuple[str, EncodedImage]]:
+) -> list[tuple[int, str, EncodedImage]]:
+    """One prompt for the inputs in `group` (same shape): (input index, name, file) each.
+
+    `done` inputs were processed before this batch (for progress).
+    """
     subfolder = job.run_folder
     count = len(job.payload.inputs)
+    first = group[0]
     handover = ctx.handover
     assert handover is not None  # set in __post_init__
     with timer.stage("queue"):
-        # Decoded once in the worker; ComfyUI gets the raw pixels (no PNG in between).
-        image_ref = await handover.send(np.asarray(image), subfolder, f"in_{index:02d}.npy")
+        # Decoded once in the worker; ComfyUI gets the raw pixels (no PNG in between). A batch
+        # is one BxHxWxC file, which the loader gives ComfyUI as one IMAGE batch.
+        batch = pixels[first] if len(group) == 1 else np.stack([pixels[i] for i in group])
+        image_ref = await handover.send(batch, subfolder, f"in_{first:02d}.npy")
         mask_ref = None
         if mask is not None:
-            mask_ref = await handover.send(np.asarray(mask), subfolder, f"mask_{index:02d}.npy")
+            mask_ref = await handover.send(np.asarray(mask), subfolder, f"mask_{first:02d}.npy")
     prompt = build_prompt(
         job.binding,
         job.params,
         image=image_ref,
         mask=mask_ref,
-        output_prefix=f"{subfolder}/out_{index:02d}",
+        output_prefix=f"{subfolder}/out_{first:02d}",
     )
 
     def on_progress(event: Any) -> None:
         fraction = float(getattr(event, "fraction", 0.0) or 0.0)
-        report("execute", 100.0 * (index + fraction) / count)
+        report("execute", 100.0 * (done + fraction * len(group)) / count)
 
     try:
         result = await ctx.comfy.run_prompt(
@@ -240,15 +256,23 @@ async def _process_one(
     ]
     if not refs:
         raise JobError(ErrorCode.NODE_ERROR, "the workflow produced no output image")
-    files: list[tuple[str, EncodedImage]] = []
+    if len(group) > 1 and len(refs) != len(group):
+        raise JobError(
+            ErrorCode.NODE_ERROR,
+            f"the workflow returned {len(refs)} images for a batch of {len(group)} inputs",
+        )
+    files: list[tuple[int, str, EncodedImage]] = []
     fmt: OutputFormat = getattr(job.params, "output_format", "png")
     for k, ref in enumerate(refs):
         with timer.stage("collect"):
             data = await handover.fetch(ref, subfolder)
         with timer.stage("encode"):
             encoded = await asyncio.to_thread(encode_output, data, fmt, ctx.settings.png_encoder)
-        suffix = "" if len(refs) == 1 else f"_{k:02d}"
-        files.append((f"out_{index:02d}{suffix}.{encoded.extension}", encoded))
+        if len(group) > 1:
+            index, name = group[k], f"out_{group[k]:02d}"  # one output per input, in order
+        else:
+            index, name = first, f"out_{first:02d}" + ("" if len(refs) == 1 else f"_{k:02d}")
+        files.append((index, f"{name}.{encoded.extension}", encoded))
     return files
 
 

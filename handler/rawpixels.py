@@ -19,14 +19,16 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_PIXELS = 256 * 1024 * 1024  # the node pack's bound: above any input cap or canvas
 
 
-def check(array: np.ndarray) -> np.ndarray:
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+def check(array: np.ndarray, *, batch: bool = False) -> np.ndarray:
+    """8-bit RGB/RGBA pixels, HxWxC (or BxHxWxC when `batch`), of a sane size."""
+    dims = (3, 4) if batch else (3,)
+    if array.dtype != np.uint8 or array.ndim not in dims or array.shape[-1] not in (3, 4):
         raise JobError(
             ErrorCode.NODE_ERROR,
             f"the workflow returned pixels of type {array.dtype} {array.shape}, "
             "expected 8-bit RGB or RGBA",
         )
-    height, width = array.shape[:2]
+    height, width = array.shape[-3:-1]
     if height < 1 or width < 1 or height * width > MAX_PIXELS:
         raise JobError(ErrorCode.NODE_ERROR, f"the workflow returned a {width}x{height} image")
     return array
@@ -42,12 +44,13 @@ def header(shape: tuple[int, ...]) -> bytes:
 
 
 def to_bytes(pixels: np.ndarray) -> bytes:
-    contiguous = np.ascontiguousarray(check(pixels))
+    """The .npy bytes of an image or a batch of same-size images (what the loaders read)."""
+    contiguous = np.ascontiguousarray(check(pixels, batch=True))
     return header(contiguous.shape) + contiguous.tobytes()
 
 
 def write(path: Path, pixels: np.ndarray) -> None:
-    contiguous = np.ascontiguousarray(check(pixels))
+    contiguous = np.ascontiguousarray(check(pixels, batch=True))
     with open(path, "wb") as out:
         out.write(header(contiguous.shape))
         out.write(contiguous.data.cast("B"))

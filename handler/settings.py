@@ -132,6 +132,12 @@ class Settings(BaseModel):
         2, ge=1, le=16, description="Jobs one worker runs at once (I/O overlaps GPU work)."
     )
     max_timeout_s: int = Field(3600, ge=1, description="Largest timeout_s a payload may ask for.")
+    batch_max_pixels: int = Field(
+        16_777_216,
+        ge=1,
+        description="Most pixels of same-size inputs sent to ComfyUI as one batch (one model "
+        "pass); 1 sends every input alone.",
+    )
     log_level: str = Field("INFO", description="Log level.")
     require_gpu: bool = Field(
         False, description="Fail at start unless nvidia-smi reports a GPU (set in the image)."

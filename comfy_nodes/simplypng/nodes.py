@@ -153,13 +153,14 @@ class SimplyPNGSegment(_MaskNode):
         return {"required": {"image": link("IMAGE")}}
 
     def run(self, image: torch.Tensor) -> tuple[torch.Tensor]:
-        images = np.ascontiguousarray(_to_numpy(image)[..., :3])
-        masks = np.asarray(_get_segmenter().predict(images), dtype=np.float32)
-        if masks.shape != images.shape[:3]:
+        # The whole batch goes to the model at once; the masks stay on its device.
+        masks = torch.as_tensor(_get_segmenter().predict(image[..., :3])).to(torch.float32)
+        if masks.shape != image.shape[:3]:
             raise RuntimeError(
-                f"segmenter returned masks of shape {masks.shape}, expected {images.shape[:3]}"
+                f"segmenter returned masks of shape {tuple(masks.shape)}, "
+                f"expected {tuple(image.shape[:3])}"
             )
-        return (torch.from_numpy(np.clip(masks, 0.0, 1.0)),)
+        return (masks.clamp(0.0, 1.0),)
 
 
 class SimplyPNGMatte(_ImageNode):

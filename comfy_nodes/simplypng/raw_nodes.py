@@ -27,7 +27,7 @@ from .raw_pixels import MAX_PARTS, RawPixelsError, part_paths, read_pixels, writ
 from .widgets import InputTypes, combo, int_input, link, string_input
 
 CATEGORY = "SimplyPNG"
-PIXELS = "SIMPLYPNG_PIXELS"  # one uint8 HxWx3/4 tensor
+PIXELS = "SIMPLYPNG_PIXELS"  # a uint8 BxHxWx3/4 tensor
 PLACEHOLDER_MASK = 64  # LoadImage's MASK when the image has no alpha
 
 
@@ -44,13 +44,15 @@ def _intermediate_device() -> torch.device:
 
 
 def to_float(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 HxWxC -> (IMAGE 1xHxWx3, MASK 1xhxw) in ComfyUI's conventions."""
-    rgb = pixels[..., :3].to(torch.float32).div_(255.0).unsqueeze(0)
-    if pixels.shape[2] == 4:
-        mask = 1.0 - pixels[..., 3].to(torch.float32).div_(255.0)
-    else:
-        mask = torch.zeros((PLACEHOLDER_MASK, PLACEHOLDER_MASK), dtype=torch.float32)
-    return rgb, mask.unsqueeze(0)
+    """uint8 [B]xHxWxC -> (IMAGE BxHxWx3, MASK Bxhxw) in ComfyUI's conventions.
+
+    Without alpha the MASK is LoadImage's 1x64x64 zero placeholder (broadcast over a batch).
+    """
+    batch = pixels if pixels.ndim == 4 else pixels.unsqueeze(0)
+    rgb = batch[..., :3].to(torch.float32).div_(255.0)
+    if batch.shape[-1] == 4:
+        return rgb, 1.0 - batch[..., 3].to(torch.float32).div_(255.0)
+    return rgb, torch.zeros((1, PLACEHOLDER_MASK, PLACEHOLDER_MASK), dtype=torch.float32)
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -154,7 +156,8 @@ class SimplyPNGLoadPixels(_RawLoader):
     RETURN_NAMES = ("pixels",)
 
     def run(self, image: str, parts: int) -> tuple[torch.Tensor]:
-        return (torch.from_numpy(read_pixels(_input_path(image), parts)),)
+        pixels = torch.from_numpy(read_pixels(_input_path(image), parts))
+        return (pixels if pixels.ndim == 4 else pixels.unsqueeze(0),)
 
 
 class _RawSaver:
@@ -196,7 +199,7 @@ class SimplyPNGSavePixels(_RawSaver):
         }
 
     def run(self, pixels: torch.Tensor, alpha: str, filename_prefix: str) -> dict[str, Any]:
-        return _write([with_alpha(pixels) if alpha == "add" else pixels], filename_prefix)
+        return _write([with_alpha(p) if alpha == "add" else p for p in pixels], filename_prefix)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -8,7 +8,8 @@ reading and writing is one system call each way.
 ComfyUI's HTTP upload caps a request (100 MB by default); a file larger than that arrives in
 parts `<name>.part000`, `<name>.part001`, ... that are read back in order as one stream (the
 first part holds the whole header: the worker never cuts parts below 64 KiB).
-Everything read is checked: uint8, C order, HxWx3 or HxWx4, and exactly as many bytes as the
+A file may hold a batch (BxHxWxC) of same-size inputs. Everything read is checked: uint8,
+C order, [B]xHxWx3 or [B]xHxWx4, and exactly as many bytes as the
 header says. Pure file I/O and numpy: no ComfyUI import, no torch.
 """
 
@@ -25,6 +26,7 @@ from numpy.lib import format as npy_format
 MAX_PARTS = 64
 # Far above any input cap (MAX_INPUT_PIXELS) and any canvas our nodes make (8192x8192).
 MAX_PIXELS = 256 * 1024 * 1024
+MAX_BATCH = 64  # the worker's most inputs per job
 
 
 class RawPixelsError(ValueError):
@@ -45,14 +47,16 @@ def part_paths(path: Path, parts: int) -> list[Path]:
 
 
 def check_pixels(array: np.ndarray) -> np.ndarray:
-    """`array` if it is HxWx3/4 uint8 within MAX_PIXELS; RawPixelsError otherwise."""
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+    """`array` if it is HxWx3/4 (or a batch BxHxWx3/4) uint8 within MAX_PIXELS per image."""
+    if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] not in (3, 4):
         raise RawPixelsError(
-            f"raw pixels must be uint8 HxWx3 or HxWx4, got {array.dtype} {array.shape}"
+            f"raw pixels must be uint8 [B]xHxWx3 or [B]xHxWx4, got {array.dtype} {array.shape}"
         )
-    height, width = array.shape[:2]
+    height, width = array.shape[-3:-1]
     if height < 1 or width < 1 or height * width > MAX_PIXELS:
         raise RawPixelsError(f"raw pixels have an unsupported size {width}x{height}")
+    if array.ndim == 4 and not 1 <= array.shape[0] <= MAX_BATCH:
+        raise RawPixelsError(f"a raw batch holds 1..{MAX_BATCH} images, got {array.shape[0]}")
     return array
 
 
@@ -96,8 +100,8 @@ def read_pixels(path: Path, parts: int = 1) -> np.ndarray:
                 raise ValueError(f"unsupported .npy version {version}")
         except ValueError as exc:
             raise RawPixelsError(f"{paths[0].name!r} is not a .npy file ({exc})") from None
-        if fortran or dtype != np.uint8 or len(shape) != 3:
-            raise RawPixelsError(f"raw pixels must be C-order uint8 HxWxC, got {dtype} {shape}")
+        if fortran or dtype != np.uint8 or len(shape) not in (3, 4):
+            raise RawPixelsError(f"raw pixels must be C-order uint8 [B]xHxWxC, got {dtype} {shape}")
         pixels = check_pixels(np.empty(shape, dtype=np.uint8))
         offset = first.tell()
     if sum(sizes.values()) - offset != pixels.nbytes:

@@ -228,3 +228,40 @@ async def test_an_input_at_the_pixel_cap_is_processed(
     out = _output_pixels(s3, output["url"])
     with Image.open(io.BytesIO(data)) as source:
         np.testing.assert_array_equal(out[..., :3], np.array(source.convert("RGB")))
+
+
+@pytest.mark.parametrize("job_type", ["jpeg_to_png", "bg_remove"])
+async def test_same_size_inputs_go_to_comfyui_as_one_batch(ctx, s3, web, double, job_type) -> None:
+    from simplypng.models import registry
+
+    sources = [_noise(40, 30, seed=10 + i) for i in range(3)]
+    sources.insert(2, _noise(20, 20, seed=9))  # a different size: a prompt of its own
+    for index, pixels in enumerate(sources):
+        web.route("GET", f"/in/b{index}.png", Reply.ok(_png(pixels), "image/png"))
+    job = _job(s3.create_bucket(), web.url("/in/b0.png"), job_type)
+    job["inputs"] = [{"url": web.url(f"/in/b{i}.png")} for i in range(len(sources))]
+    seen: list[int] = []
+    real = registry.get_segmenter
+
+    class Recording:
+        def predict(self, images):
+            seen.append(len(images))
+            return real().predict(images)
+
+    prompts = sum(r.get("path") == "/prompt" for r in double.requests)
+    registry.get_segmenter = lambda: Recording()
+    try:
+        result = await run_job(ctx, job)
+    finally:
+        registry.get_segmenter = real
+    assert result["status"] == "SUCCEEDED", result
+    assert sum(r.get("path") == "/prompt" for r in double.requests) - prompts == 2
+    if job_type == "bg_remove":
+        assert sorted(seen) == [1, 3]  # one model pass for the three same-size inputs
+    urls = [output["url"] for output in result["outputs"]]
+    assert [url.rsplit("/", 1)[1] for url in urls] == [f"out_{i:02d}.png" for i in range(4)]
+    for url, pixels in zip(urls, sources, strict=True):
+        out = _output_pixels(s3, url)
+        assert out.shape[:2] == pixels.shape[:2]
+        if job_type == "jpeg_to_png":
+            np.testing.assert_array_equal(out[..., :3], pixels)  # each output is its own input

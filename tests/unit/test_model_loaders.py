@@ -107,10 +107,52 @@ def lama_inpainter(tmp_path_factory, lama_file) -> Inpainter:
 def test_segmenter_returns_one_mask_per_image_at_its_size(store):
     images = np.random.default_rng(0).random((2, 300, 200, 3), dtype=np.float32)
     masks = registry.get_segmenter().predict(images)
+    assert isinstance(masks, torch.Tensor) and masks.device.type == "cpu"
     assert masks.shape == (2, 300, 200)
-    assert masks.dtype == np.float32
+    assert masks.dtype == torch.float32
     assert masks.min() >= 0.0 and masks.max() <= 1.0
-    assert not np.allclose(masks[0], masks[1])
+    assert not torch.allclose(masks[0], masks[1])
+
+
+def test_a_batch_gives_the_masks_of_its_images_one_by_one(store):
+    images = torch.rand((3, 64, 48, 3), generator=torch.Generator().manual_seed(1))
+    segmenter = registry.get_segmenter()
+    together = segmenter.predict(images)
+    alone = torch.cat([segmenter.predict(images[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=0)
+
+
+class _Counting(torch.nn.Module):
+    """Records each forward's batch size; runs out of memory above `fits` images."""
+
+    def __init__(self, fits: int):
+        super().__init__()
+        self.fits = fits
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(len(x))
+        if len(x) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return [x.mean(dim=1, keepdim=True)]
+
+
+def test_the_batch_runs_as_one_forward_in_chunks_of_max_batch():
+    model = _Counting(fits=8)
+    segmenter = Segmenter(model, torch.device("cpu"), torch.float32, max_batch=4)
+    masks = segmenter.predict(torch.rand(6, 16, 16, 3))
+    assert masks.shape == (6, 16, 16) and model.batches == [4, 2]
+
+
+def test_out_of_memory_on_a_batch_falls_back_to_one_image_at_a_time(caplog):
+    model = _Counting(fits=1)
+    segmenter = Segmenter(model, torch.device("cpu"), torch.float32)
+    images = torch.rand(3, 16, 16, 3, generator=torch.Generator().manual_seed(2))
+    masks = segmenter.predict(images)
+    assert model.batches == [3, 1, 1, 1]
+    assert "one image at a time" in caplog.text
+    expected = torch.sigmoid(preprocess(images.permute(0, 3, 1, 2)).mean(1, keepdim=True))
+    torch.testing.assert_close(masks, postprocess(expected.logit(), 16, 16), atol=1e-4, rtol=0)
 
 
 def test_segmenter_normalises_runs_last_output_and_resizes_back(tmp_path, lama_file):
@@ -123,7 +165,7 @@ def test_segmenter_normalises_runs_last_output_and_resizes_back(tmp_path, lama_f
     try:
         image = np.zeros((1, 300, 200, 3), dtype=np.float32)
         image[0, 100:200, 50:150] = 1.0
-        mask = registry.get_segmenter().predict(image)[0]
+        mask = registry.get_segmenter().predict(image)[0].numpy()
     finally:
         registry.configure()
     assert mask.shape == (300, 200)
@@ -144,9 +186,9 @@ def test_postprocess_applies_sigmoid_and_resizes():
     logits = torch.zeros(1, 1, 8, 8)
     logits[..., :4] = 20.0
     probs = postprocess(logits, 5, 16)
-    assert probs.shape == (5, 16)
-    assert torch.allclose(probs[:, :6], torch.ones(5, 6), atol=1e-4)
-    assert torch.allclose(probs[:, 10:], torch.full((5, 6), 0.5), atol=1e-4)
+    assert probs.shape == (1, 5, 16)
+    assert torch.allclose(probs[0, :, :6], torch.ones(5, 6), atol=1e-4)
+    assert torch.allclose(probs[0, :, 10:], torch.full((5, 6), 0.5), atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(10, 10, 3), (1, 10, 10, 4), (0, 10, 10, 3)])
@@ -379,7 +421,7 @@ def test_a_snapshot_on_the_real_base_classes_and_imports_loads_and_predicts(tmp_
         image = np.zeros((1, 64, 48, 3), dtype=np.float32)
         image[0, 16:48, 12:36] = 1.0
         segmenter = registry.get_segmenter()
-        mask = segmenter.predict(image)[0]
+        mask = segmenter.predict(image)[0].numpy()
     finally:
         registry.configure()
     from transformers import PreTrainedModel

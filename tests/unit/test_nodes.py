@@ -28,10 +28,10 @@ class StubSegmenter:
     def __init__(self) -> None:
         self.batches: list[tuple[int, ...]] = []
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        assert images.dtype == np.float32 and images.shape[-1] == 3
-        self.batches.append(images.shape)
-        return (images[..., 0] > 0.5).astype(np.float32)
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        assert images.dtype == torch.float32 and images.shape[-1] == 3
+        self.batches.append(tuple(images.shape))
+        return (images[..., 0] > 0.5).to(torch.float32)
 
 
 class StubInpainter:

@@ -58,8 +58,9 @@ def test_a_file_split_into_parts_reads_back_whole(tmp_path: Path) -> None:
     ("array", "message"),
     [
         (np.zeros((4, 4, 3), np.float32), "uint8"),
-        (np.zeros((4, 4), np.uint8), "uint8 HxWxC"),
-        (np.zeros((4, 4, 2), np.uint8), "HxWx3 or HxWx4"),
+        (np.zeros((4, 4), np.uint8), r"uint8 \[B\]xHxWxC"),
+        (np.zeros((4, 4, 2), np.uint8), r"\[B\]xHxWx3 or \[B\]xHxWx4"),
+        (np.zeros((65, 2, 2, 3), np.uint8), "1..64 images"),
         (np.zeros((0, 4, 3), np.uint8), "size"),
         (np.asfortranarray(np.zeros((4, 5, 3), np.uint8)), "C-order"),
     ],
@@ -159,3 +160,21 @@ def test_pixels_nodes_keep_alpha_and_add_it_only_when_missing(double: ComfyDoubl
     (pixels,) = load.run("run/rgb.npy", 1)
     [ref] = save.run(pixels, "keep", "run/kept")["ui"]["images"]
     assert read_pixels(double.output_dir / "run" / ref["filename"]).shape == rgb.shape
+
+
+def test_a_batch_file_loads_as_one_image_batch(double: ComfyDouble) -> None:
+    folder = double.input_dir / "run"
+    folder.mkdir()
+    batch = np.stack([_pixels(4, seed=i) for i in range(3)])
+    rawpixels.write(folder / "batch.npy", batch)
+    image, mask = raw_nodes.SimplyPNGLoadRaw().run("run/batch.npy", 1)
+    assert image.shape == (3, 23, 31, 3) and mask.shape == (3, 23, 31)
+    np.testing.assert_allclose(mask[2].numpy(), 1.0 - batch[2, ..., 3] / 255.0, atol=1e-6)
+    (pixels,) = raw_nodes.SimplyPNGLoadPixels().run("run/batch.npy", 1)
+    answer = raw_nodes.SimplyPNGSavePixels().run(pixels, "keep", "run/out")
+    names = [ref["filename"] for ref in answer["ui"]["images"]]
+    assert len(names) == 3 and names == sorted(names)
+    for index, name in enumerate(names):
+        np.testing.assert_array_equal(read_pixels(double.output_dir / "run" / name), batch[index])
+    with pytest.raises(JobError):
+        rawpixels.read(folder / "batch.npy")  # outputs are one image per file

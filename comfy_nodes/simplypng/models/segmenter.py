@@ -144,63 +144,88 @@ def preprocess(image: torch.Tensor, size: int = NATIVE_SIZE) -> torch.Tensor:
     return (resized - mean) / std
 
 
-def final_logits(outputs: object) -> torch.Tensor:
+def final_logits(outputs: object, batch: int = 1) -> torch.Tensor:
     """BiRefNet returns its multi-scale predictions as a list; the last is full resolution."""
     logits = outputs[-1] if isinstance(outputs, list | tuple) and outputs else outputs
     if (
         not isinstance(logits, torch.Tensor)
         or logits.ndim != 4
-        or tuple(logits.shape[:2]) != (1, 1)
+        or tuple(logits.shape[:2]) != (batch, 1)
     ):
-        raise InferenceError("BiRefNet returned an unexpected output (want 1x1xHxW logits)")
+        raise InferenceError(
+            f"BiRefNet returned an unexpected output (want {batch}x1xHxW logits)"
+        )
     return logits
 
 
 def postprocess(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """1x1xhxw logits -> HxW probabilities in 0..1 at the image's own size."""
+    """Bx1xhxw logits -> BxHxW probabilities in 0..1 at the images' own size."""
     probs = torch.sigmoid(logits.float())
     resized = F.interpolate(
         probs, size=(height, width), mode="bilinear", align_corners=False, antialias=True
     )
-    return resized[0, 0].clamp(0, 1)
+    return resized[:, 0].clamp(0, 1)
 
 
 class Segmenter:
-    """Soft foreground masks from a loaded BiRefNet (kept resident between prompts)."""
+    """Soft foreground masks from a loaded BiRefNet (kept resident between prompts).
 
-    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype):
+    A batch runs through the model as one forward pass of up to `max_batch` images (the model
+    input is always 1024x1024, so every image of a batch costs the same). On out-of-memory the
+    batch is retried one image at a time; only a single image that does not fit is an error.
+    The masks stay on the model's device, for the post-processing that follows there.
+    """
+
+    def __init__(
+        self, model: nn.Module, device: torch.device, dtype: torch.dtype, max_batch: int = 8
+    ):
         self.model = model
         self.device = device
         self.dtype = dtype
+        self.max_batch = max_batch
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """float32 BxHxWx3 in 0..1 -> float32 BxHxW in 0..1, each mask at its image's size."""
-        batch = np.asarray(images)
+    def predict(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """float BxHxWx3 in 0..1 (any device) -> float32 BxHxW in 0..1 on the model's device."""
+        batch = torch.as_tensor(images)
         if batch.ndim != 4 or batch.shape[-1] != 3 or 0 in batch.shape:
-            raise ValueError(f"expected a BxHxWx3 image batch, got shape {batch.shape}")
-        height, width = batch.shape[1:3]
-        masks = np.empty(batch.shape[:3], dtype=np.float32)
-        # One image at a time: the model always runs at 1024x1024, so batching buys little
-        # and would multiply peak memory.
-        for index, image in enumerate(batch):
+            raise ValueError(f"expected a BxHxWx3 image batch, got shape {tuple(batch.shape)}")
+        pixels = batch.to(device=self.device, dtype=torch.float32).permute(0, 3, 1, 2)
+        chunks = [self._run_or_split(chunk) for chunk in pixels.split(self.max_batch)]
+        return torch.cat(chunks)
+
+    def _run_or_split(self, pixels: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._run(pixels)
+        except torch.OutOfMemoryError:
+            release_memory()
+            if len(pixels) == 1:
+                raise self._out_of_memory(pixels) from None
+            log.warning(
+                "BiRefNet ran out of memory on a batch of %d; one image at a time", len(pixels)
+            )
+        masks = []
+        for one in pixels.split(1):
             try:
-                masks[index] = self._predict_one(image, height, width)
+                masks.append(self._run(one))
             except torch.OutOfMemoryError:
                 release_memory()
                 # The model input is always 1024x1024: tiling cannot help, so fail this
                 # prompt with a clear error and leave ComfyUI running.
-                raise InferenceError(
-                    f"BiRefNet ran out of memory on {self.device} "
-                    f"({width}x{height} image, model at {NATIVE_SIZE}x{NATIVE_SIZE})"
-                ) from None
-        return masks
+                raise self._out_of_memory(one) from None
+        return torch.cat(masks)
 
-    def _predict_one(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    def _run(self, pixels: torch.Tensor) -> torch.Tensor:
+        height, width = pixels.shape[2:]
         with torch.inference_mode():
-            pixels = tensor.permute(2, 0, 1).unsqueeze(0).to(self.device)
-            logits = final_logits(self.model(preprocess(pixels).to(self.dtype)))
-            return postprocess(logits, height, width).cpu().numpy()
+            outputs = self.model(preprocess(pixels).to(self.dtype))
+            return postprocess(final_logits(outputs, len(pixels)), height, width)
+
+    def _out_of_memory(self, pixels: torch.Tensor) -> InferenceError:
+        height, width = pixels.shape[2:]
+        return InferenceError(
+            f"BiRefNet ran out of memory on {self.device} "
+            f"({width}x{height} image, model at {NATIVE_SIZE}x{NATIVE_SIZE})"
+        )
 
 
 def load_segmenter(
