@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +210,15 @@ def core_nodes(upscaler: Callable[[], Any], device: torch.device) -> dict[str, C
     }
 
 
+SAVERS = ("SaveImage", "SimplyPNGSaveRaw", "SimplyPNGSavePixels")
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    from simplypng.raw_nodes import to_uint8 as convert
+
+    return convert(image)
+
+
 def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
@@ -215,7 +226,7 @@ def _is_link(value: Any) -> bool:
 def execute(
     graph: Mapping[str, Any], image: torch.Tensor, pack: Any, core: Mapping[str, Callable]
 ) -> None:
-    """Run `graph` from its SaveImage nodes back, as ComfyUI would, LoadImage giving `image`."""
+    """Run `graph` from its save nodes back, as ComfyUI would, the loader giving `image`."""
     outputs: dict[str, tuple[Any, ...]] = {}
     placeholder = torch.zeros(1, 64, 64)  # LoadImage's MASK for an image without alpha
 
@@ -228,8 +239,17 @@ def execute(
         def resolve(value: Any) -> Any:
             return evaluate(value[0])[value[1]] if _is_link(value) else value
 
-        if kind == "LoadImage":
+        if kind in ("LoadImage", "SimplyPNGLoadRaw"):
             result: tuple[Any, ...] = (image, placeholder)
+        elif kind == "SimplyPNGLoadPixels":
+            result = (image.mul(255.0).round().to(torch.uint8),)
+        elif kind in SAVERS:
+            # The device-side 8-bit conversion and the copy to the host; no file is written.
+            pixels = resolve(inputs["images" if "images" in inputs else "pixels"])
+            for batch in [pixels] if isinstance(pixels, torch.Tensor) else pixels:
+                for item in batch:  # a list output (Cutout) holds one batch per crop
+                    (to_uint8(item) if item.is_floating_point() else item).cpu()
+            result = ()
         elif kind in pack.NODE_CLASS_MAPPINGS:
             cls = pack.NODE_CLASS_MAPPINGS[kind]
             declared = cls.INPUT_TYPES()
@@ -249,7 +269,7 @@ def execute(
         return result
 
     for node_id, node in graph.items():
-        if node["class_type"] == "SaveImage":
+        if node["class_type"] in SAVERS:
             evaluate(node_id)
 
 
@@ -350,6 +370,136 @@ def report(rows: list[Row], sizes: list[int], device: torch.device, segmenter_no
     print(f"device: {device_name(device)}, torch {torch.__version__}")
 
 
+# --- post-processing: numpy reference against the torch ops ----------------------------------
+
+
+def ops_inputs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(RGB photo, soft subject mask from a 4x smaller prediction, RGBA cutout) at size²."""
+    rgb = photo(size)[0].numpy()
+    small = max(8, size // 4)
+    coarse = ellipse(small, small)
+    mask = np.asarray(
+        torch.nn.functional.interpolate(
+            torch.from_numpy(coarse)[None, None], size=(size, size), mode="bilinear"
+        )[0, 0]
+    )
+    rgba = np.concatenate([rgb * (mask[..., None] > 0), mask[..., None]], axis=-1)
+    return rgb, mask.astype(np.float32), rgba.astype(np.float32)
+
+
+OP_MODULES = ("alpha", "colour_key", "cutout", "ecomm", "matting", "regions", "resize", "shadow")
+
+
+def op_modules(package: str) -> types.SimpleNamespace:
+    """The op modules of a package as attributes (the shipped torch ops, or the reference)."""
+    return types.SimpleNamespace(
+        **{name: importlib.import_module(f"{package}.{name}") for name in OP_MODULES}
+    )
+
+
+def op_pairs(size: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """name -> (numpy reference call, torch call) on the same inputs."""
+    from simplypng.raw_nodes import to_uint8 as device_uint8
+
+    ops, ref = op_modules("simplypng.ops"), op_modules("tests.reference_ops")
+
+    rgb, mask, rgba = ops_inputs(size)
+    t_rgb, t_mask, t_rgba = (torch.from_numpy(a) for a in (rgb, mask, rgba))
+    radius, sub = ops.matting.guide_params(size, size)
+    solid = mask >= 0.5
+    t_solid = torch.from_numpy(solid)
+
+    def np_uint8(image: np.ndarray) -> np.ndarray:
+        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def np_bg_remove() -> object:
+        matte = ref.matting.refine_matte(rgb, mask, 2, radius, sub)
+        return np_uint8(ref.shadow.add_shadow(matte, "soft", 12, 18, 0.5, 12.0))
+
+    def t_bg_remove() -> object:
+        matte = ops.matting.refine_matte(t_rgb, t_mask, 2, radius, sub)
+        return device_uint8(ops.shadow.add_shadow(matte, "soft", 12, 18, 0.5, 12.0)).cpu()
+
+    def np_ecomm() -> object:
+        matte = ref.matting.refine_matte(rgb, mask, 2, radius, sub)
+        return np_uint8(ref.ecomm.white_background(matte, 0.85, 2000, 2000, True))
+
+    def t_ecomm() -> object:
+        matte = ops.matting.refine_matte(t_rgb, t_mask, 2, radius, sub)
+        return device_uint8(ops.ecomm.white_background(matte, 0.85, 2000, 2000, True)).cpu()
+
+    return {
+        "guided filter (edge refine)": (
+            lambda: ref.matting.guided_refine(rgb, mask, radius, sub),
+            lambda: ops.matting.guided_refine(t_rgb, t_mask, radius, sub),
+        ),
+        "blur-fusion foreground": (
+            lambda: ref.matting.estimate_foreground(rgb, mask),
+            lambda: ops.matting.estimate_foreground(t_rgb, t_mask),
+        ),
+        "halo decontamination (2 px)": (
+            lambda: ref.matting.decontaminate(rgb, mask, 2),
+            lambda: ops.matting.decontaminate(t_rgb, t_mask, 2),
+        ),
+        "shadow soft": (
+            lambda: ref.shadow.add_shadow(rgba, "soft", 12, 18, 0.5, 12.0),
+            lambda: ops.shadow.add_shadow(t_rgba, "soft", 12, 18, 0.5, 12.0),
+        ),
+        "shadow drop": (
+            lambda: ref.shadow.add_shadow(rgba, "drop", 12, 18, 0.5, 12.0),
+            lambda: ops.shadow.add_shadow(t_rgba, "drop", 12, 18, 0.5, 12.0),
+        ),
+        "e-commerce compose + fill": (
+            lambda: ref.ecomm.white_background(rgba, 0.85, 2000, 2000, True),
+            lambda: ops.ecomm.white_background(t_rgba, 0.85, 2000, 2000, True),
+        ),
+        "cutout crop": (
+            lambda: ref.cutout.cutout(rgba, 4.0, "percent", False, 0, 64),
+            lambda: ops.cutout.cutout(t_rgba, 4.0, "percent", False, 0, 64),
+        ),
+        "colour key": (
+            lambda: ref.colour_key.colour_key(rgb, "#ffffff", 16, 16),
+            lambda: ops.colour_key.colour_key(t_rgb, "#ffffff", 16, 16),
+        ),
+        "resize lanczos to half": (
+            lambda: ref.resize.resize(rgb, (size // 2, size // 2), "lanczos"),
+            lambda: ops.resize.resize(t_rgb, (size // 2, size // 2), "lanczos"),
+        ),
+        "mask dilate (8 px)": (
+            lambda: ref.regions.dilate(solid, 8),
+            lambda: ops.regions.dilate(t_solid, 8),
+        ),
+        "fill transparent": (
+            lambda: ref.alpha.fill_transparent(rgb, mask),
+            lambda: ops.alpha.fill_transparent(t_rgb, t_mask),
+        ),
+        "WHOLE bg_remove post-processing": (np_bg_remove, t_bg_remove),
+        "WHOLE white_bg_ecomm post-processing": (np_ecomm, t_ecomm),
+    }
+
+
+def bench_ops(sizes: list[int], runs: int) -> None:
+    """Median seconds of the numpy reference and the torch op, interleaved, on the CPU."""
+    device = torch.device("cpu")
+    print(f"\npost-processing on the CPU ({device_name(device)}): numpy reference vs torch")
+    print(f"{'op':<38} {'input':<11} {'numpy ms':>9} {'torch ms':>9} {'speed-up':>8}")
+    for size in sizes:
+        for name, (reference, ported) in op_pairs(size).items():
+            times: dict[str, list[float]] = {"numpy": [], "torch": []}
+            for run in range(runs + 1):  # the first round warms up, then alternate the order
+                order = [("numpy", reference), ("torch", ported)]
+                for label, fn in order if run % 2 else order[::-1]:
+                    started = time.perf_counter()
+                    fn()
+                    if run:
+                        times[label].append(time.perf_counter() - started)
+            a, b = (statistics.median(times[k]) for k in ("numpy", "torch"))
+            print(
+                f"{name:<38} {f'{size}x{size}':<11} {a * 1e3:>9.1f} {b * 1e3:>9.1f} {a / b:>7.2f}x"
+            )
+    print("target: the WHOLE rows at least 5x on the CPU")
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -378,6 +528,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--lock", type=Path, default=None, help="models.lock (default: repo)")
     parser.add_argument("--pack-dir", type=Path, default=None, help="folder holding simplypng/")
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="only the post-processing ops: numpy reference vs torch on the CPU (1 and 4 MP)",
+    )
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 5)
     args.sizes = [
@@ -395,6 +550,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pack = import_pack(pack_parent(args.pack_dir))
+    if args.ops:
+        bench_ops(args.sizes, args.runs)
+        return 0
     from simplypng.models import registry
     from simplypng.models.device import torch_device
     from simplypng.models.errors import ModelFileError

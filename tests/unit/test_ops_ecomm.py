@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from simplypng.ops.ecomm import layout_box, white_background
 from simplypng.ops.errors import NoSubjectError
+
+from tests.reference_ops.ecomm import layout_box, white_background
 
 COLOUR = np.array([0.2, 0.4, 0.6], np.float32)
 

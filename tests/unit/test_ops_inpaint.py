@@ -10,16 +10,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from simplypng.ops.crop_boxes import crop_boxes, model_size
 from simplypng.ops.errors import InvalidRegionsError
-from simplypng.ops.inpaint import crop_boxes, model_size, remove_objects
-from simplypng.ops.regions import (
-    CLIP_MARGIN,
-    clip_polygon,
-    dilate,
-    mask_from_image,
-    parse_regions,
-    rasterize_regions,
-)
+from simplypng.ops.rasterize import CLIP_MARGIN, clip_polygon, parse_regions, rasterize_regions
+
+from tests.reference_ops.inpaint import remove_objects
+from tests.reference_ops.regions import dilate, mask_from_image
 
 
 class FillGrey:

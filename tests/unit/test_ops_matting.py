@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from simplypng.ops.matting import (
+
+from tests.reference_ops.matting import (
     estimate_foreground,
     guide_params,
     guided_refine,
     refine_matte,
 )
-from simplypng.ops.resize import resize
+from tests.reference_ops.resize import resize
 
 SIZE = 128
 RED = np.array([0.9, 0.15, 0.1], np.float32)

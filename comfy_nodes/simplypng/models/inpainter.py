@@ -56,31 +56,46 @@ class Inpainter:
         self.dtype = dtype
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """HxWx3 float in 0..1 and HxW mask ({0,1}; 1 = fill) -> HxWx3 float32."""
+        """HxWx3 float in 0..1 and HxW mask ({0,1}; 1 = fill) -> HxWx3 float32 (host arrays)."""
         pixels = np.asarray(image)
         holes = np.asarray(mask)
-        if pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape:
-            raise ValueError(f"expected an HxWx3 image, got shape {pixels.shape}")
-        if holes.shape != pixels.shape[:2]:
-            raise ValueError(f"mask shape {holes.shape} does not match image {pixels.shape[:2]}")
-        result = np.clip(pixels.astype(np.float32), 0.0, 1.0)
-        binary = holes > 0.5
-        if not binary.any():
-            return result  # nothing to fill
-        x = torch.from_numpy(np.ascontiguousarray(result)).permute(2, 0, 1).unsqueeze(0)
-        m = torch.from_numpy(binary.astype(np.float32)).unsqueeze(0).unsqueeze(0)
+        self._check(pixels.shape, holes.shape)
+        result = self.inpaint_tensor(
+            torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)),
+            torch.from_numpy(holes > 0.5),
+        )
+        return result.cpu().numpy()
+
+    def inpaint_tensor(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """HxWx3 float in 0..1 and HxW bool (True = fill) -> HxWx3 float32 on the model's device.
+
+        What the nodes call: the pixels stay on the device from the crop to the paste-back.
+        """
+        self._check(tuple(image.shape), tuple(mask.shape))
+        result = image.to(self.device, torch.float32).clamp(0.0, 1.0)
+        holes = mask.to(self.device).bool()
+        if not bool(holes.any()):  # one scalar sync: nothing to fill, no model run
+            return result
+        x = result.permute(2, 0, 1).unsqueeze(0)
+        m = holes.to(torch.float32)[None, None]
         try:
             out = self._run(x, m)
         except torch.OutOfMemoryError:
             release_memory()
             log.warning("LaMa out of memory at %dx%d; retrying in tiles", x.shape[3], x.shape[2])
             out = self._run_tiled(x, m)
-        return out[0].permute(1, 2, 0).numpy()
+        return out[0].permute(1, 2, 0)
+
+    @staticmethod
+    def _check(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> None:
+        if len(image_shape) != 3 or image_shape[2] != 3 or 0 in image_shape:
+            raise ValueError(f"expected an HxWx3 image, got shape {image_shape}")
+        if tuple(mask_shape) != tuple(image_shape[:2]):
+            raise ValueError(f"mask shape {mask_shape} does not match image {image_shape[:2]}")
 
     def _run(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            out = self.model(x.to(self.device, self.dtype), m.to(self.device, self.dtype))
-            return out.float().cpu()
+            return self.model(x.to(self.device, self.dtype), m.to(self.device, self.dtype)).float()
 
     def _run_tiled(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[2:]

@@ -152,9 +152,7 @@ def final_logits(outputs: object, batch: int = 1) -> torch.Tensor:
         or logits.ndim != 4
         or tuple(logits.shape[:2]) != (batch, 1)
     ):
-        raise InferenceError(
-            f"BiRefNet returned an unexpected output (want {batch}x1xHxW logits)"
-        )
+        raise InferenceError(f"BiRefNet returned an unexpected output (want {batch}x1xHxW logits)")
     return logits
 
 
