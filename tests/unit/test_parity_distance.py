@@ -1,5 +1,5 @@
 """Exact Euclidean distances in torch (simplypng.ops.distance, regions.dilate) against
-scipy.ndimage.distance_transform_edt and the numpy reference ops.regions.dilate.
+scipy.ndimage.distance_transform_edt and the numpy reference tests/reference_ops/regions.dilate.
 
 Everything here is integer-exact: no tolerance.
 """

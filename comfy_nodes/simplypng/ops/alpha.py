@@ -17,7 +17,7 @@ VISIBLE_ALPHA = 1.0 / 255.0
 
 
 def to_8bit_grid(array: Tensor) -> Tensor:
-    """Round values to the nearest k/255 (see ops/alpha.py: SaveImage truncates 255 * value)."""
+    """Round values to the nearest k/255 (SaveImage truncates 255 * value: 0.99999 -> 254)."""
     return (array.to(torch.float32).clamp(0.0, 1.0) * 255.0).round_().div_(255.0)
 
 

@@ -891,10 +891,10 @@ def _matte_colours(rgb: Tensor, alpha: Tensor, halo: int, out: Tensor) -> Tensor
     crop = (slice(top, bottom), slice(left, right))
     # The depth of the whole image: exact wherever the pull reads it, also near the crop's edge.
     depth_crop = None if depth_sq is None else depth_sq[crop]
+    # Inside the crop, pixels that are not needed come out right anyway: alpha 1 with no pull
+    # gives exactly I (clipped, as the 8-bit grid will), alpha 0 is zeroed by the caller.
     for r0, r1, colour in _colour_strips(rgb[crop], alpha[crop], halo, depth_crop):
-        rows = out[top + r0 : top + r1, left:right]
-        keep = needed[top + r0 : top + r1, left:right, None]
-        rows.copy_(torch.where(keep, colour.permute(0, 2, 1), rows))
+        out[top + r0 : top + r1, left:right] = colour.permute(0, 2, 1)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Torch port of `dilate` from ops/regions.py: grow a removal mask by a Euclidean radius.
+"""Torch port of `dilate` (tests/reference_ops/regions.py): grow a mask by a Euclidean radius.
 
 Exact (equal to scipy.ndimage.distance_transform_edt(~mask) <= pixels), see distance.dilate.
 Only the mask's bounding box grown by `pixels` can change, so the work is cropped to it.
