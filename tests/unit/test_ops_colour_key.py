@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from simplypng.ops.errors import InvalidColourError
 
+from tests.reference_ops.both import both_implementations
 from tests.reference_ops.colour_key import colour_key, parse_hex
+
+# Every test below runs on the numpy reference and on the shipped torch op.
+implementation = both_implementations(globals(), "colour_key", ("colour_key",))
 
 
 def _row_at_distances(distances: list[float]) -> np.ndarray:

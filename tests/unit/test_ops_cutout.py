@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from simplypng.ops.errors import NoSubjectError
 
+from tests.reference_ops.both import both_implementations
 from tests.reference_ops.cutout import Canvas, cutout, cutout_canvas, remove_specks
+
+# Every test below runs on the numpy reference and on the shipped torch op.
+implementation = both_implementations(globals(), "cutout", ("cutout", "remove_specks"))
 
 BOX = (50, 20, 90, 50)  # a 40 x 30 subject
 

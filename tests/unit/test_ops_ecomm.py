@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from simplypng.ops.errors import NoSubjectError
 
+from tests.reference_ops.both import both_implementations
 from tests.reference_ops.ecomm import layout_box, white_background
+
+# Every test below runs on the numpy reference and on the shipped torch op.
+implementation = both_implementations(globals(), "ecomm", ("white_background",))
 
 COLOUR = np.array([0.2, 0.4, 0.6], np.float32)
 

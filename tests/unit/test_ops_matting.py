@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.reference_ops.both import both_implementations
 from tests.reference_ops.matting import (
     estimate_foreground,
     guide_params,
@@ -10,6 +11,11 @@ from tests.reference_ops.matting import (
     refine_matte,
 )
 from tests.reference_ops.resize import resize
+
+# Every test below runs on the numpy reference and on the shipped torch op.
+implementation = both_implementations(
+    globals(), "matting", ("estimate_foreground", "guided_refine", "refine_matte")
+)
 
 SIZE = 128
 RED = np.array([0.9, 0.15, 0.1], np.float32)

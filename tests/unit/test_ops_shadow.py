@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
+from tests.reference_ops.both import both_implementations
 from tests.reference_ops.shadow import add_shadow, shadow_coverage, shift
+
+# Every test below runs on the numpy reference and on the shipped torch op.
+implementation = both_implementations(
+    globals(), "shadow", ("add_shadow", "shadow_coverage", "shift")
+)
 
 BLUE = np.array([0.1, 0.2, 0.9], np.float32)
 
