@@ -81,13 +81,6 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     return DecodedImage(converted, converted.mode == "RGBA", source_format)
 
 
-def to_png_bytes(image: Image.Image) -> bytes:
-    """PNG for handing the decoded image to ComfyUI: speed over size (zlib level 1)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def to_srgb_8bit(image: Image.Image, icc_profile: bytes | None = None) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB or RGBA, colours converted from `icc_profile` to sRGB.
 

@@ -13,7 +13,7 @@ from handler.comfy.client import ComfyClient
 from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
 from handler.pipeline import WorkerContext
-from handler.settings import ALL_TYPES, REPO_ROOT
+from handler.settings import ALL_TYPES, REPO_ROOT, Settings
 from handler.storage import output_s3_client_factory
 from handler.url_guard import make_http_client
 from handler.workflows import load_registry
@@ -72,11 +72,11 @@ def settings(s3: MotoS3):
     )
 
 
-@pytest.fixture
-async def ctx(settings, double: ComfyDouble, models) -> WorkerContext:
-    _, lock = models
+async def make_context(settings: Settings, double: ComfyDouble, lock: Path) -> WorkerContext:
+    """A WorkerContext on the double; the HTTP hand-over gets no view of its folders."""
     comfy = ComfyClient(double.base_url, idle_timeout_s=settings.comfyui_idle_timeout_s)
-    context = WorkerContext(
+    shared_folders = settings.comfyui_handover != "http"
+    return WorkerContext(
         settings=settings,
         comfy=comfy,
         registry=load_registry(REPO_ROOT / "workflows", ALL_TYPES),
@@ -86,11 +86,20 @@ async def ctx(settings, double: ComfyDouble, models) -> WorkerContext:
         s3_inputs=input_s3_client_factory(settings),
         s3_outputs=output_s3_client_factory(settings),
         comfyui_version=await comfy.comfyui_version(),
-        input_dir=double.input_dir,
-        output_dir=double.output_dir,
+        input_dir=double.input_dir if shared_folders else None,
+        output_dir=double.output_dir if shared_folders else None,
     )
-    yield context
+
+
+async def close_context(context: WorkerContext) -> None:
     await context.http.aclose()
     await context.callback_http.aclose()
-    await comfy.aclose()
+    await context.comfy.aclose()
+
+
+@pytest.fixture
+async def ctx(settings, double: ComfyDouble, models) -> WorkerContext:
+    context = await make_context(settings, double, models[1])
+    yield context
+    await close_context(context)
     double.faults = Faults()

@@ -11,25 +11,19 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from handler.comfy.client import ComfyClient
 from handler.handover import FileHandover, HttpHandover
-from handler.inputs import input_s3_client_factory
-from handler.models_lock import ModelsLock
 from handler.pipeline import WorkerContext, run_job
-from handler.settings import ALL_TYPES, REPO_ROOT, Settings
-from handler.storage import output_s3_client_factory
-from handler.url_guard import make_http_client
-from handler.workflows import load_registry
+from handler.settings import REPO_ROOT, Settings
 from tests.fakes.comfy_double import ComfyDouble, serve_in_thread
 from tests.fakes.dirty_images import assert_no_metadata, dirty_jpeg, dirty_png, dirty_webp
 from tests.fakes.http_server import Reply
 from tests.fakes.s3_server import MotoS3
 from tests.fakes.worker_stack import callback_key, payload
+from tests.integration.conftest import close_context, make_context
 
 pytestmark = pytest.mark.torch
 
@@ -52,22 +46,7 @@ def small_upload_double(models, tmp_path_factory) -> Iterator[ComfyDouble]:
 async def _context(
     settings: Settings, double: ComfyDouble, lock: Path, **overrides: object
 ) -> WorkerContext:
-    settings = settings.model_copy(update=overrides)
-    comfy = ComfyClient(double.base_url, idle_timeout_s=settings.comfyui_idle_timeout_s)
-    return WorkerContext(
-        settings=settings,
-        comfy=comfy,
-        registry=load_registry(REPO_ROOT / "workflows", ALL_TYPES),
-        http=make_http_client(settings),
-        callback_http=httpx.AsyncClient(),
-        models=ModelsLock.load(lock),
-        s3_inputs=input_s3_client_factory(settings),
-        s3_outputs=output_s3_client_factory(settings),
-        comfyui_version=await comfy.comfyui_version(),
-        # The HTTP path is for a ComfyUI whose folders the worker cannot see.
-        input_dir=double.input_dir if settings.comfyui_handover != "http" else None,
-        output_dir=double.output_dir if settings.comfyui_handover != "http" else None,
-    )
+    return await make_context(settings.model_copy(update=overrides), double, lock)
 
 
 @pytest.fixture
@@ -80,9 +59,7 @@ async def http_ctx(settings, small_upload_double, models) -> AsyncIterator[Worke
         comfyui_max_upload_mb=SMALL_UPLOAD / (1024 * 1024),
     )
     yield context
-    await context.http.aclose()
-    await context.callback_http.aclose()
-    await context.comfy.aclose()
+    await close_context(context)
 
 
 def _job(bucket: str, url: str, job_type: str = "jpeg_to_png", **params: object) -> dict:
@@ -216,9 +193,7 @@ async def test_an_input_at_the_pixel_cap_is_processed(
         web.route("GET", "/in/cap.jpg", Reply.ok(data, "image/jpeg"))
         result = await run_job(ctx, _job(bucket, web.url("/in/cap.jpg")))
     finally:
-        await ctx.http.aclose()
-        await ctx.callback_http.aclose()
-        await ctx.comfy.aclose()
+        await close_context(ctx)
         # Over HTTP the worker cannot delete ComfyUI's files; the test does.
         for path in {*_files_under(double.input_dir), *_files_under(double.output_dir)} - before:
             path.unlink()

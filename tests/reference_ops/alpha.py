@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-
-# Smallest alpha that survives 8-bit output (SaveImage truncates 255 * value).
-VISIBLE_ALPHA = 1.0 / 255.0
+from simplypng.ops.alpha import VISIBLE_ALPHA
 
 
 def to_8bit_grid(array: np.ndarray) -> np.ndarray:

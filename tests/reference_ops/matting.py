@@ -14,37 +14,32 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import ndimage
+from simplypng.ops.matting import BLUR_FUSION_RADII, GUIDE_EPS, guide_params
 
 from .alpha import snap_alpha, to_8bit_grid
 from .resize import resize
 
-# Blur-fusion radii from the paper (box sizes in px, for images around 1-2 Mpx).
-BLUR_FUSION_RADII = (90, 6)
+# guide_params and the constants are the shipped op's own (pure arithmetic, shared).
+__all__ = [
+    "BLUR_FUSION_RADII",
+    "GUIDE_EPS",
+    "decontaminate",
+    "estimate_foreground",
+    "guide_params",
+    "guided_filter",
+    "guided_refine",
+    "refine_matte",
+]
 # Pixels with mask in (LOW, HIGH) are the uncertain edge that the guided filter may change.
 _EDGE_LOW, _EDGE_HIGH = 0.02, 0.98
-GUIDE_EPS = 1e-3
-# The segmenter predicts at this resolution; refinement works at about this scale.
-SEGMENTER_RESOLUTION = 1024
 
 
 def _box(array: np.ndarray, size: int) -> np.ndarray:
     """Mean over a size x size window in the two image axes (edges reflected)."""
     sizes = (size, size) + (1,) * (array.ndim - 2)
     return ndimage.uniform_filter(array, size=sizes, mode="reflect")
-
-
-def guide_params(height: int, width: int) -> tuple[int, int]:
-    """(radius, subsample) for refining a mask upsampled from the segmenter's resolution.
-
-    The guided filter runs at about the segmenter's resolution (subsample) with a 2 px window
-    there, so its cost and footprint do not grow with the input size.
-    """
-    subsample = max(1, math.ceil(max(height, width) / SEGMENTER_RESOLUTION))
-    return 2 * subsample, subsample
 
 
 def guided_filter(

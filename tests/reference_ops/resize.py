@@ -6,8 +6,11 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
+from simplypng.ops.resize import long_edge_size, needs_model
 
 from .alpha import fill_transparent, to_8bit_grid
+
+__all__ = ["long_edge_size", "needs_model", "resize", "resize_long_edge"]  # sizes: shipped
 
 Method = Literal["lanczos", "bicubic", "bilinear", "box", "nearest"]
 
@@ -39,18 +42,6 @@ def resize(array: np.ndarray, size: tuple[int, int], method: Method = "lanczos")
     if array.ndim == 2:
         return one(array)
     return np.stack([one(array[..., c]) for c in range(array.shape[2])], axis=-1)
-
-
-def long_edge_size(width: int, height: int, target: int) -> tuple[int, int]:
-    """(width, height) scaled so the long edge is exactly `target`, aspect ratio kept."""
-    if width >= height:
-        return target, max(1, round(height * target / width))
-    return max(1, round(width * target / height)), target
-
-
-def needs_model(width: int, height: int, target: int) -> bool:
-    """Whether an input must go through the upscaling model to reach `target` on its long edge."""
-    return max(width, height) < target
 
 
 def resize_long_edge(

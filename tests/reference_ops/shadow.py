@@ -17,13 +17,11 @@ from typing import Literal
 
 import numpy as np
 from scipy import ndimage
+from simplypng.ops.shadow import CONTACT_SQUASH
 
 from .alpha import alpha_bbox, over, to_8bit_grid
 
 ShadowMode = Literal["none", "soft", "hard", "drop"]
-
-# Height of the contact shadow relative to the subject's height.
-CONTACT_SQUASH = 0.12
 
 
 def shift(plane: np.ndarray, dx: int, dy: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.decode import ALLOWED_FORMATS, decode_image, to_png_bytes, to_srgb_8bit
+from handler.decode import ALLOWED_FORMATS, decode_image, to_srgb_8bit
 from handler.errors import ErrorCode, JobError
 
 MAX = 10_000_000
@@ -315,11 +315,3 @@ def test_formats_outside_the_allowed_list_are_refused() -> None:
     with pytest.raises(JobError) as info:
         decode_image(data, max_pixels=MAX)
     assert info.value.code is ErrorCode.INPUT_NOT_IMAGE
-
-
-def test_to_png_bytes_round_trips() -> None:
-    pixels = np.random.default_rng(3).integers(0, 256, (6, 5, 4), dtype=np.uint8)
-    data = to_png_bytes(Image.fromarray(pixels, mode="RGBA"))
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    with Image.open(io.BytesIO(data)) as reopened:
-        assert np.array_equal(np.asarray(reopened), pixels)

@@ -12,19 +12,12 @@ from simplypng.ops import alpha as port  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from tests.reference_ops import alpha as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 # `over` is float32 arithmetic in both, in the same order: allow a few ulps.
 FLOAT_ATOL = 1e-6
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 
 
 def _t(array: np.ndarray, device: str) -> Tensor:

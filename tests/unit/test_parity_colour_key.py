@@ -11,16 +11,10 @@ from simplypng.ops import colour_key as port  # noqa: E402
 from simplypng.ops.errors import InvalidColourError  # noqa: E402
 
 from tests.reference_ops import colour_key as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 KEY = "#12abef"
 
 

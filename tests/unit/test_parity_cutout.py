@@ -17,16 +17,9 @@ from simplypng.ops import cutout as port  # noqa: E402
 from simplypng.ops.errors import NoSubjectError  # noqa: E402
 
 from tests.reference_ops import cutout as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 
 
 def _scene(height: int = 180, width: int = 300) -> np.ndarray:

@@ -17,16 +17,9 @@ from simplypng.ops import regions as port  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from tests.reference_ops import regions as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 
 
 def _masks() -> dict[str, np.ndarray]:

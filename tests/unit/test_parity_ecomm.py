@@ -15,22 +15,13 @@ from simplypng.ops.errors import NoSubjectError  # noqa: E402
 
 from tests.reference_ops import ecomm as ref  # noqa: E402
 from tests.reference_ops.alpha import alpha_bbox  # noqa: E402
+from tests.reference_ops.parity import DEVICES, GRID_STEP  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-# The canvas is on the 8-bit grid: a float difference far below one step (resize, shadow) can
-# still move a value sitting on a rounding boundary to the neighbouring k/255.
-GRID_STEP = 1.0 / 255.0 + 1e-6
 # Share of pixels allowed to take that neighbouring step (seen: 0 to 2 pixels per canvas).
 MAX_STEPPED = 1e-3
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 CANVASES = [(300, 200), (150, 260)]
 
 

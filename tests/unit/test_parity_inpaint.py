@@ -16,16 +16,10 @@ torch = pytest.importorskip("torch", reason="needs torch (the nodes extra)")
 from simplypng.ops import inpaint as port  # noqa: E402
 
 from tests.reference_ops import inpaint as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 # Inside the mask: one 8-bit step. The fills differ only by float rounding (about 1e-6); a
 # step is what SaveImage's 8-bit output can show.
 INSIDE_ATOL = 1.0 / 255.0

@@ -17,17 +17,11 @@ from simplypng.ops import masks as port  # noqa: E402
 from simplypng.ops.errors import InvalidRegionsError  # noqa: E402
 
 from tests.reference_ops import regions as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES  # noqa: E402
 from tests.reference_ops.resize import resize as ref_resize  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 # Float tolerance of the bilinear resize port (as in test_parity_resize).
 RESIZE_ATOL = 1e-5
 

@@ -20,6 +20,7 @@ from simplypng.ops import matting as port  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from tests.reference_ops import matting as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES, GRID_STEP  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -30,17 +31,6 @@ FILTER_ATOL = 1e-5
 FLOAT_ATOL = 2e-5
 # The guided filter's solve amplifies rounding by up to 1 / eps: seen under 1e-5.
 GUIDED_ATOL = 1e-4
-# 8-bit grid outputs (refine_matte): a float difference far below one step can still move a
-# value sitting on a rounding boundary to the neighbouring k/255, never further.
-GRID_STEP = 1.0 / 255.0 + 1e-6
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 
 
 @pytest.fixture(params=["default", "tiny"])

@@ -10,22 +10,13 @@ torch = pytest.importorskip("torch", reason="needs torch (the nodes extra)")
 from simplypng.ops import resize as port  # noqa: E402
 
 from tests.reference_ops import resize as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES, GRID_STEP  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 # Float results: float32 matmuls against Pillow's double sums (seen: under 1e-6).
 FLOAT_ATOL = 1e-5
-# 8-bit grid results: a float difference far below one step can still move a value sitting on
-# a rounding boundary to the neighbouring k/255.
-GRID_STEP = 1.0 / 255.0 + 1e-6
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 METHODS = ["lanczos", "bicubic", "bilinear", "box", "nearest"]
 # (width, height) targets for a 131x97 input: both axes changed each way, 4x and about 1/3,
 # one axis unchanged (Pillow skips that pass), and degenerate sizes.

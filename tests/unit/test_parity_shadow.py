@@ -12,23 +12,14 @@ from simplypng.ops import shadow as port  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from tests.reference_ops import shadow as ref  # noqa: E402
+from tests.reference_ops.parity import DEVICES, GRID_STEP  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 # Coverage is float: float32 matmuls and interpolation against scipy's double sums
 # (seen: under 1e-6).
 FLOAT_ATOL = 1e-5
-# 8-bit grid results: a float difference far below one step can still move a value sitting on
-# a rounding boundary to the neighbouring k/255.
-GRID_STEP = 1.0 / 255.0 + 1e-6
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    ),
-]
 BLURS = [0.0, 1.0, 12.0, 50.0]
 # Zero, positive, negative, mixed, partly and wholly beyond the 131x97 plane.
 OFFSETS = [(0, 0), (5, 3), (-20, -7), (12, -30), (130, 96), (-131, 0), (0, 97), (300, -200)]
