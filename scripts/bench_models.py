@@ -135,10 +135,11 @@ def fixed_subject_segmenter(real: Any | None) -> Any:
     from simplypng.models.segmenter import Segmenter
 
     class FixedSubject(Segmenter):
-        def predict(self, images: np.ndarray) -> np.ndarray:
+        def predict(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
             if real is not None:
                 real.predict(images)
-            return np.stack([ellipse(*image.shape[:2]) for image in images])
+            masks = np.stack([ellipse(*image.shape[:2]) for image in images])
+            return torch.from_numpy(masks).to(self.device)
 
     if real is None:
         return FixedSubject(torch.nn.Identity(), torch.device("cpu"), torch.float32)
@@ -387,6 +388,7 @@ def ops_inputs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rgb, mask.astype(np.float32), rgba.astype(np.float32)
 
 
+BATCH = 4  # inputs per batch in the segmenter's images/s figure
 OP_MODULES = ("alpha", "colour_key", "cutout", "ecomm", "matting", "regions", "resize", "shadow")
 
 
@@ -397,17 +399,19 @@ def op_modules(package: str) -> types.SimpleNamespace:
     )
 
 
-def op_pairs(size: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+def op_pairs(
+    size: int, device: torch.device
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """name -> (numpy reference call, torch call) on the same inputs."""
     from simplypng.raw_nodes import to_uint8 as device_uint8
 
     ops, ref = op_modules("simplypng.ops"), op_modules("tests.reference_ops")
 
     rgb, mask, rgba = ops_inputs(size)
-    t_rgb, t_mask, t_rgba = (torch.from_numpy(a) for a in (rgb, mask, rgba))
+    t_rgb, t_mask, t_rgba = (torch.from_numpy(a).to(device) for a in (rgb, mask, rgba))
     radius, sub = ops.matting.guide_params(size, size)
     solid = mask >= 0.5
-    t_solid = torch.from_numpy(solid)
+    t_solid = torch.from_numpy(solid).to(device)
 
     def np_uint8(image: np.ndarray) -> np.ndarray:
         return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -478,26 +482,55 @@ def op_pairs(size: int) -> dict[str, tuple[Callable[[], object], Callable[[], ob
     }
 
 
-def bench_ops(sizes: list[int], runs: int) -> None:
-    """Median seconds of the numpy reference and the torch op, interleaved, on the CPU."""
-    device = torch.device("cpu")
-    print(f"\npost-processing on the CPU ({device_name(device)}): numpy reference vs torch")
+def bench_ops(sizes: list[int], runs: int, device: torch.device, model: Any | None) -> None:
+    """Median ms of the numpy reference (CPU) and the torch op (on `device`), interleaved.
+
+    With a real segmenter (`model`), also the post-processing against the model's own time.
+    """
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    print(f"\npost-processing: numpy reference (cpu) vs torch ({device_name(device)})")
     print(f"{'op':<38} {'input':<11} {'numpy ms':>9} {'torch ms':>9} {'speed-up':>8}")
+    whole: dict[int, float] = {}
     for size in sizes:
-        for name, (reference, ported) in op_pairs(size).items():
+        for name, (reference, ported) in op_pairs(size, device).items():
             times: dict[str, list[float]] = {"numpy": [], "torch": []}
             for run in range(runs + 1):  # the first round warms up, then alternate the order
                 order = [("numpy", reference), ("torch", ported)]
                 for label, fn in order if run % 2 else order[::-1]:
+                    sync()
                     started = time.perf_counter()
                     fn()
+                    sync()
                     if run:
                         times[label].append(time.perf_counter() - started)
             a, b = (statistics.median(times[k]) for k in ("numpy", "torch"))
+            if name.startswith("WHOLE bg_remove"):
+                whole[size] = b
             print(
                 f"{name:<38} {f'{size}x{size}':<11} {a * 1e3:>9.1f} {b * 1e3:>9.1f} {a / b:>7.2f}x"
             )
     print("target: the WHOLE rows at least 5x on the CPU")
+    if model is None:
+        print("model: none (pass --models-dir with BiRefNet's code for post-processing vs model)")
+        return
+    for size in sizes:
+        image = photo(size).to(device)
+        model_s = statistics.median(timed(functools.partial(model.predict, image), runs, device))
+        share = whole[size] / model_s
+        print(
+            f"bg_remove {size}x{size}: model {model_s * 1e3:.1f} ms, post-processing "
+            f"{whole[size] * 1e3:.1f} ms = {share:.0%} of the model (target <= 25% at 1024)"
+        )
+        batch = image.repeat(BATCH, 1, 1, 1)  # what a job of same-size inputs sends
+        batch_s = statistics.median(timed(functools.partial(model.predict, batch), runs, device))
+        print(
+            f"segmenter {size}x{size}: {1 / model_s:.2f} images/s one at a time, "
+            f"{BATCH / batch_s:.2f} images/s in batches of {BATCH}"
+        )
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -531,7 +564,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ops",
         action="store_true",
-        help="only the post-processing ops: numpy reference vs torch on the CPU (1 and 4 MP)",
+        help="only the post-processing ops: numpy reference (CPU) vs torch (--device), and with "
+        "--models-dir the post-processing against BiRefNet's own time",
     )
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 5)
@@ -550,9 +584,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pack = import_pack(pack_parent(args.pack_dir))
-    if args.ops:
-        bench_ops(args.sizes, args.runs)
-        return 0
+
     from simplypng.models import registry
     from simplypng.models.device import torch_device
     from simplypng.models.errors import ModelFileError
@@ -560,6 +592,14 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device) if args.device else torch_device()
     lock = args.lock or default_lock_path()
+    if args.ops:
+        try:
+            model = birefnet(args.models_dir, lock, device) if args.models_dir else None
+        except ModelFileError as exc:
+            print(f"note: no real segmenter ({exc})")
+            model = None
+        bench_ops(args.sizes, args.runs, device, model)
+        return 0
     if device.type == "cpu" and not args.quick:
         print("note: full sizes on CPU take many minutes; --quick is a short run")
 
