@@ -1,7 +1,8 @@
 """The node pack's model loaders, on random-weight models in the real file formats.
 
-BiRefNet runs as a stand-in snapshot (same class contract, tiny convs) through the real
-loader; LaMa is full size (spandrel's architecture, random weights).
+BiRefNet runs as a stand-in snapshot (same class contract, eval output and state-dict dtypes,
+tiny layers) through the real loader; LaMa is full size (spandrel's architecture, random
+weights).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from comfy_nodes.simplypng.models.segmenter import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     Segmenter,
+    final_logits,
     postprocess,
     preprocess,
 )
@@ -54,6 +56,16 @@ pytestmark = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIREFNET_DIR = "birefnet/birefnet-general"
 LAMA_DEST = "inpaint/big-lama.pt"
+# The real state dict's int64 buffers: Swin's relative_position_index, BatchNorm's counter.
+INT64_BUFFERS = ("relative_position_index", "num_batches_tracked")
+# A stand-in whose logits are the sum of the ImageNet-normalised channels (white -> +7.3,
+# black -> -6.0), its coarse branch zeroed: the mask of an image is known in advance.
+HEAD_SUMS_CHANNELS = {
+    "head.weight": torch.ones(1, 3, 1, 1),
+    "head.bias": torch.zeros(1),
+    "to_coarse.weight": torch.zeros(1, 4, 1, 1),
+    "to_coarse.bias": torch.zeros(1),
+}
 
 
 @pytest.fixture(scope="session")
@@ -155,12 +167,9 @@ def test_out_of_memory_on_a_batch_falls_back_to_one_image_at_a_time(caplog):
     torch.testing.assert_close(masks, postprocess(expected.logit(), 16, 16), atol=1e-4, rtol=0)
 
 
-def test_segmenter_normalises_runs_last_output_and_resizes_back(tmp_path, lama_file):
-    # head = sum of the ImageNet-normalised channels: white -> +7.3, black -> -6.0.
-    # Without normalisation black would give sigmoid(0) = 0.5; from the random coarse
-    # (first) output the square would not show.
-    overrides = {"head.weight": torch.ones(1, 3, 1, 1), "head.bias": torch.zeros(1)}
-    models, lock = _store(tmp_path, lama_file, overrides=overrides)
+def test_segmenter_normalises_runs_the_model_and_resizes_back(tmp_path, lama_file):
+    # Without normalisation black would give sigmoid(0) = 0.5 instead of sigmoid(-6.0).
+    models, lock = _store(tmp_path, lama_file, overrides=HEAD_SUMS_CHANNELS)
     registry.configure(models_dir=models, lock_path=lock, device="cpu")
     try:
         image = np.zeros((1, 300, 200, 3), dtype=np.float32)
@@ -198,7 +207,29 @@ def test_segmenter_rejects_a_batch_of_the_wrong_shape(shape):
         segmenter.predict(np.zeros(shape, dtype=np.float32))
 
 
-@pytest.mark.parametrize("output", [[], "x", torch.zeros(1, 3, 8, 8), [torch.zeros(1, 8, 8)]])
+@pytest.mark.parametrize(
+    "output",
+    [
+        [],
+        "x",
+        torch.zeros(1, 3, 8, 8),
+        [torch.zeros(1, 8, 8)],
+        [torch.zeros(1, 1, 8, 8), torch.zeros(1, 3, 8, 8)],  # last of two: 3 channels
+        [torch.zeros(2, 1, 8, 8)],  # two masks for one image
+        torch.zeros(2, 1, 8, 8),
+        [[torch.zeros(1, 1, 8, 8)], [None]],  # what BiRefNet returns in train mode
+    ],
+    ids=[
+        "empty",
+        "str",
+        "3-channels",
+        "3-dims",
+        "two-last-3-channels",
+        "list-wrong-batch",
+        "wrong-batch",
+        "train-mode",
+    ],
+)
 def test_an_unexpected_model_output_is_a_clear_error(output):
     class Odd(torch.nn.Module):
         def forward(self, x):
@@ -207,6 +238,86 @@ def test_an_unexpected_model_output_is_a_clear_error(output):
     segmenter = Segmenter(Odd(), torch.device("cpu"), torch.float32)
     with pytest.raises(InferenceError, match="unexpected output"):
         segmenter.predict(np.zeros((1, 8, 8, 3), dtype=np.float32))
+
+
+def test_final_logits_are_the_full_resolution_tensor_of_the_eval_output():
+    logits = torch.zeros(3, 1, 16, 16)
+    assert final_logits([logits], 3) is logits  # BiRefNet in eval: [logits]
+    assert final_logits((logits,), 3) is logits
+    assert final_logits(logits, 3) is logits
+    with pytest.raises(InferenceError, match="want 2x1xHxW"):
+        final_logits([logits], 2)
+    with pytest.raises(InferenceError, match="want 3x1xHxW"):
+        final_logits([logits, torch.zeros(3, 2, 16, 16)], 3)
+
+
+def test_the_standin_file_stores_int64_buffers_beside_fp16_floats(tmp_path):
+    # As the pinned model.safetensors does (67 int64 buffers there): a file cast wholesale to
+    # fp16 would let a loader that mishandles the int64 buffers pass here and fail for real.
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = build_birefnet_standin(tmp_path)["model.safetensors"]
+    with safe_open(str(weights), framework="pt") as handle:
+        stored = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}  # noqa: SIM118
+    int64 = {key for key, dtype in stored.items() if dtype == "I64"}
+    assert {key.rsplit(".", 1)[1] for key in int64} == set(INT64_BUFFERS)
+    assert int64 == {key for key in stored if key.endswith(INT64_BUFFERS)}
+    assert {stored[key] for key in stored.keys() - int64} == {"F16"}
+    state = load_file(str(weights))
+    index = state["mix.relative_position_index"]
+    assert index.shape == (4, 4) and index.min() == 0
+    assert index.max() == len(state["mix.relative_position_bias_table"]) - 1
+    assert state["bn.num_batches_tracked"].item() == 123_457  # exact: fp16 tops out at 65504
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
+def test_the_loader_casts_only_the_floats_and_keeps_int64_buffers(store, monkeypatch, half):
+    # float32 is what the loader picks on the CPU; float16 what it picks on CUDA (forced here).
+    from safetensors.torch import load_file
+
+    if half:
+        monkeypatch.setattr(device, "choose_dtype", lambda *_: torch.float16)
+    models, _ = store
+    saved = load_file(str(models / BIREFNET_DIR / "model.safetensors"))
+    segmenter = registry.get_segmenter()
+    assert segmenter.dtype == (torch.float16 if half else torch.float32)
+    state = segmenter.model.state_dict()
+    assert state.keys() == saved.keys()
+    for key, value in state.items():
+        if saved[key].dtype == torch.int64:
+            assert value.dtype == torch.int64, key
+            assert torch.equal(value, saved[key]), key
+        else:
+            assert value.dtype == segmenter.dtype, key
+    # The forward indexes its bias table with relative_position_index: an int64 index.
+    masks = segmenter.predict(torch.rand(2, 40, 30, 3, generator=torch.Generator().manual_seed(4)))
+    assert masks.shape == (2, 40, 30) and torch.isfinite(masks).all()
+
+
+@pytest.mark.parametrize("hub_classes", [False, True], ids=["plain", "hub-classes"])
+def test_the_standin_returns_what_birefnet_returns_in_eval(tmp_path, lama_file, hub_classes):
+    # The real BiRefNet in eval mode: a one-element list of Bx1xHxW full-resolution logits.
+    models, lock = _store(tmp_path, lama_file, hub_classes=hub_classes)
+    registry.configure(models_dir=models, lock_path=lock, device="cpu")
+    try:
+        segmenter = registry.get_segmenter()
+    finally:
+        registry.configure()
+    model = segmenter.model
+    assert isinstance(model, torch.nn.Module) and not model.training
+    pixels = preprocess(torch.rand(2, 3, 40, 30))
+    with torch.no_grad():
+        outputs = model(pixels)
+        assert isinstance(outputs, list) and len(outputs) == 1
+        assert outputs[0].shape == (2, 1, 1024, 1024) and outputs[0].dtype == segmenter.dtype
+        assert final_logits(outputs, 2) is outputs[0]
+        # Left in train mode it returns [scaled_preds, class_preds_lst], as the real one does,
+        # and the loader's output check refuses that.
+        training = model.train()(pixels)
+    assert len(training) == 2 and isinstance(training[1], list)
+    with pytest.raises(InferenceError, match="unexpected output"):
+        final_logits(training, 2)
 
 
 def test_segmenter_out_of_memory_is_a_clear_error():
@@ -393,6 +504,22 @@ def test_import_scan_keeps_third_party_modules_and_the_names_taken():
         snapshot_deps.code_imports("def (:\n")
 
 
+@pytest.mark.parametrize("hub_classes", [False, True], ids=["plain", "hub-classes"])
+def test_snapshot_deps_record_every_import_of_the_standin(tmp_path, hub_classes):
+    # The hub stand-in takes the real file's imports, timm.models.registry.register_model
+    # among them: each module and name must be one EXPECTED_IMPORTS records, and resolve.
+    files = build_birefnet_standin(tmp_path, hub_classes=hub_classes)
+    code = [files["birefnet.py"], files["BiRefNet_config.py"]]
+    for path in code:
+        for module, names in snapshot_deps.code_imports(path.read_bytes(), str(path)).items():
+            assert module in snapshot_deps.EXPECTED_IMPORTS, f"{path.name}: {module}"
+            assert names <= set(snapshot_deps.EXPECTED_IMPORTS[module]), f"{path.name}: {module}"
+    assert snapshot_deps.check_files(code) == []
+    if hub_classes:
+        imports = snapshot_deps.code_imports(files["birefnet.py"].read_bytes())
+        assert imports["timm.models.registry"] == {"register_model"}
+
+
 def test_snapshot_import_check_of_a_models_folder(tmp_path, capsys):
     models = tmp_path / "models"
     lock = write_lock(tmp_path / "models.lock", [])
@@ -414,8 +541,7 @@ def test_snapshot_import_check_of_a_models_folder(tmp_path, capsys):
 def test_a_snapshot_on_the_real_base_classes_and_imports_loads_and_predicts(tmp_path, lama_file):
     # transformers' PreTrainedModel, timm, kornia and einops at the pinned versions, through
     # the same build / strict load / eval / dtype path the real BiRefNet takes.
-    overrides = {"head.weight": torch.ones(1, 3, 1, 1), "head.bias": torch.zeros(1)}
-    models, lock = _store(tmp_path, lama_file, overrides=overrides, hub_classes=True)
+    models, lock = _store(tmp_path, lama_file, overrides=HEAD_SUMS_CHANNELS, hub_classes=True)
     registry.configure(models_dir=models, lock_path=lock, device="cpu")
     try:
         image = np.zeros((1, 64, 48, 3), dtype=np.float32)

@@ -32,6 +32,7 @@ EXPECTED_IMPORTS: dict[str, tuple[str, ...]] = {
     "kornia.filters": ("laplacian",),
     "numpy": (),
     "timm.models.layers": ("DropPath", "to_2tuple", "trunc_normal_"),
+    "timm.models.registry": ("register_model",),
     "torch": (),
     "torch.nn": (),
     "torch.nn.functional": (),
