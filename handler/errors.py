@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     WORKFLOW_INVALID = "WORKFLOW_INVALID"
     NODE_ERROR = "NODE_ERROR"
     NO_SUBJECT = "NO_SUBJECT"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
     COMFYUI_UNAVAILABLE = "COMFYUI_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
@@ -39,6 +40,8 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.WORKFLOW_INVALID: "ComfyUI rejected the workflow (HTTP 400 or non-empty node_errors).",
     ErrorCode.NODE_ERROR: "A ComfyUI node raised during execution; details name the node.",
     ErrorCode.NO_SUBJECT: "No subject was found in the image (cutout and e-commerce layout).",
+    ErrorCode.MODEL_UNAVAILABLE: "The job asks for a model this worker does not serve (e.g. "
+    "segmenter birefnet on a lite worker that serves u2netp only). Nothing was processed.",
     ErrorCode.COMFYUI_UNAVAILABLE: "The local ComfyUI server could not be reached.",
     ErrorCode.TIMEOUT: "The job ran past timeout_s; the prompt was interrupted.",
     ErrorCode.CANCELLED: "The job was cancelled; the prompt was interrupted.",

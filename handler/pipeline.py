@@ -179,6 +179,14 @@ def _prepare(ctx: WorkerContext, raw: object) -> _Job:
             f"type: {payload.type} is not enabled on this worker",
             {"field": "type"},
         )
+    segmenter = binding.model_choices(params).get("segmenter")
+    if segmenter is not None and segmenter not in settings.segmenters:
+        raise JobError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"params.segmenter: {segmenter} is not served by this worker "
+            f"(it serves {', '.join(settings.segmenters)})",
+            {"field": "params.segmenter"},
+        )
     # A bad output target fails here, before any work.
     store = make_store(payload, settings, ctx.http, s3_client_factory=ctx.s3_outputs)
     deadline = time.monotonic() + payload.timeout_s

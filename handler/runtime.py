@@ -103,7 +103,13 @@ class WorkerRuntime:
         log.info("pixel hand-over to ComfyUI", extra={"handover": handover.kind})
         if settings.warmup:
             try:
-                await warm_up(comfy, handover, registry, timeout_s=settings.comfyui_start_timeout_s)
+                await warm_up(
+                    comfy,
+                    handover,
+                    registry,
+                    timeout_s=settings.comfyui_start_timeout_s,
+                    segmenters=settings.segmenters,
+                )
             except JobError as exc:
                 raise StartupError(f"warm-up failed: {exc.code}: {exc.message}") from exc
             finally:

@@ -13,9 +13,11 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from handler.params import Segmenter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALL_TYPES = (
@@ -83,6 +85,11 @@ class Settings(BaseModel):
         description="Processing types this worker serves and validates at start, comma separated.",
     )
     models_lock: Path = Field(REPO_ROOT / "models.lock", description="Path to models.lock.")
+    segmenters: list[Segmenter] = Field(
+        default_factory=lambda: list(get_args(Segmenter)),
+        description="Segmenters this worker serves, comma separated; a job asking for another "
+        "fails with MODEL_UNAVAILABLE before any work (a CPU worker of the lite tier: u2netp).",
+    )
 
     # --- Inputs --------------------------------------------------------------------------
     allow_http_inputs: bool = Field(False, description="Accept plain http:// input URLs.")
@@ -158,7 +165,9 @@ class Settings(BaseModel):
     )
     warmup: bool = Field(True, description="Run one warm-up prompt per enabled type at start.")
 
-    @field_validator("comfyui_extra_args", "enabled_types", "url_allowlist", mode="before")
+    @field_validator(
+        "comfyui_extra_args", "enabled_types", "url_allowlist", "segmenters", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value)
@@ -170,6 +179,13 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown processing types: {', '.join(unknown)}")
         return value
+
+    @field_validator("segmenters")
+    @classmethod
+    def _some_segmenter(cls, value: list[Segmenter]) -> list[Segmenter]:
+        if not value:
+            raise ValueError("SEGMENTERS must name at least one of birefnet, u2netp")
+        return list(dict.fromkeys(value))
 
     @field_validator("callback_secret")
     @classmethod

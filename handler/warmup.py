@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from handler.comfy.client import ComfyClient
 from handler.handover import Handover
-from handler.params import validate_params
+from handler.params import PARAM_SPECS, validate_params
 from handler.workflows import Binding, build_prompt
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,54 @@ def warmup_image(size: int = 64) -> Image.Image:
     return image
 
 
+def warmup_runs(
+    registry: dict[str, Binding], segmenters: Sequence[str]
+) -> list[tuple[str, dict[str, object]]]:
+    """(type, params) to run: each type once, and each served segmenter at least once.
+
+    A type with a segmenter param warms the first served one; the other served segmenters
+    get one run each of the first such type, so no model is loaded by a customer's job.
+    """
+    runs: list[tuple[str, dict[str, object]]] = []
+    extra = list(segmenters[1:])
+    for job_type in registry:
+        params = dict(WARMUP_PARAMS.get(job_type, {}))
+        if "segmenter" in _fields(job_type):
+            runs.append((job_type, {**params, "segmenter": segmenters[0]}))
+            runs += [(job_type, {**params, "segmenter": name}) for name in extra]
+            extra = []
+        else:
+            runs.append((job_type, params))
+    return runs
+
+
+def _fields(job_type: str) -> set[str]:
+    return {name for spec in PARAM_SPECS[job_type].values() for name in spec.model_fields}
+
+
 async def warm_up(
-    comfy: ComfyClient, handover: Handover, registry: dict[str, Binding], timeout_s: float
+    comfy: ComfyClient,
+    handover: Handover,
+    registry: dict[str, Binding],
+    timeout_s: float,
+    segmenters: Sequence[str] = ("birefnet",),
 ) -> dict[str, float]:
-    """Run each type once; returns seconds per type. Raises JobError on failure."""
+    """Run the warm-up prompts; returns seconds per type. Raises JobError on failure."""
     seconds: dict[str, float] = {}
     pixels = np.asarray(warmup_image())
-    for job_type, binding in registry.items():
+    for job_type, raw in warmup_runs(registry, segmenters):
         started = time.perf_counter()
         folder = f"simplypng/warmup-{uuid.uuid4()}"
         image = await handover.send(pixels, folder, "in_00.npy")
-        params = validate_params(job_type, WARMUP_PARAMS.get(job_type, {}))
+        params = validate_params(job_type, raw)
         prompt = build_prompt(
-            binding, params, image=image, mask=None, output_prefix=f"{folder}/out"
+            registry[job_type], params, image=image, mask=None, output_prefix=f"{folder}/out"
         )
         await comfy.run_prompt(prompt, timeout_s=timeout_s)
-        seconds[job_type] = round(time.perf_counter() - started, 3)
-        log.info("warm-up done", extra={"type": job_type, "seconds": seconds[job_type]})
+        took = round(time.perf_counter() - started, 3)
+        seconds[job_type] = round(seconds.get(job_type, 0.0) + took, 3)
+        log.info(
+            "warm-up done",
+            extra={"type": job_type, "segmenter": raw.get("segmenter"), "seconds": took},
+        )
     return seconds

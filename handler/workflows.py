@@ -34,6 +34,23 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    """A model picked by a param's value, e.g. segmenter u2netp -> models.lock's "u2netp"."""
+
+    param: str
+    choices: dict[str, str]
+
+    def resolve(self, params: BaseModel) -> str:
+        value = str(getattr(params, self.param))
+        if value not in self.choices:
+            raise WorkflowConfigError(f"{self.param}={value!r} names no model")
+        return self.choices[value]
+
+
+ModelRef = str | ModelChoice
+
+
+@dataclass(frozen=True)
 class Binding:
     type: str
     graphs: dict[str, Graph]
@@ -44,8 +61,8 @@ class Binding:
     mask_input: Slot | None
     outputs: tuple[str, ...]
     params: dict[str, Slot | None]
-    models: tuple[str, ...]
-    model_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    models: tuple[ModelRef, ...]
+    model_variants: dict[str, tuple[ModelRef, ...]] = field(default_factory=dict)
 
     def graph_name_for(self, params: BaseModel) -> str:
         if self.variant_param is None:
@@ -54,11 +71,26 @@ class Binding:
         return self.variant_map.get(value, self.default_graph)
 
     def models_for(self, params: BaseModel) -> tuple[str, ...]:
+        """The models.lock names of the models a job with these params runs."""
+        return tuple(
+            ref if isinstance(ref, str) else ref.resolve(params) for ref in self._refs_for(params)
+        )
+
+    def _refs_for(self, params: BaseModel) -> tuple[ModelRef, ...]:
         if self.variant_param is not None:
-            value = str(getattr(params, self.variant_param))
-            if value in self.model_variants:
-                return self.model_variants[value]
+            return self.model_variants.get(str(getattr(params, self.variant_param)), self.models)
         return self.models
+
+    def model_choices(self, params: BaseModel) -> dict[str, str]:
+        """{param: value} of the params that choose a model this job runs (e.g. segmenter)."""
+        return {
+            ref.param: str(getattr(params, ref.param))
+            for ref in self._refs_for(params)
+            if isinstance(ref, ModelChoice)
+        }
+
+    def model_refs(self) -> list[ModelRef]:
+        return [*self.models, *(ref for refs in self.model_variants.values() for ref in refs)]
 
 
 def _slot(raw: Any, where: str) -> Slot | None:
@@ -67,6 +99,23 @@ def _slot(raw: Any, where: str) -> Slot | None:
     if not isinstance(raw, Mapping) or "node" not in raw or "input" not in raw:
         raise WorkflowConfigError(f"{where}: expected {{node, input}}, got {raw!r}")
     return Slot(str(raw["node"]), str(raw["input"]), bool(raw.get("optional", False)))
+
+
+def _model_ref(raw: Any, where: str) -> ModelRef:
+    if isinstance(raw, str):
+        return raw
+    if (
+        isinstance(raw, Mapping)
+        and isinstance(raw.get("param"), str)
+        and isinstance(raw.get("choices"), Mapping)
+        and all(isinstance(v, str) for v in raw["choices"].values())
+    ):
+        return ModelChoice(raw["param"], {str(k): v for k, v in raw["choices"].items()})
+    raise WorkflowConfigError(f"{where}: expected a model name or {{param, choices}}, got {raw!r}")
+
+
+def _model_refs(raw: Any, where: str) -> tuple[ModelRef, ...]:
+    return tuple(_model_ref(item, f"{where}[{i}]") for i, item in enumerate(raw or []))
 
 
 def load_binding(path: Path) -> Binding:
@@ -87,7 +136,10 @@ def load_binding(path: Path) -> Binding:
     params = {
         name: _slot(slot, f"{path.name}: params.{name}") for name, slot in raw["params"].items()
     }
-    model_variants = {k: tuple(v) for k, v in (raw.get("model_variants") or {}).items()}
+    model_variants = {
+        k: _model_refs(v, f"{path.name}: model_variants.{k}")
+        for k, v in (raw.get("model_variants") or {}).items()
+    }
     return Binding(
         type=job_type,
         graphs=graphs,
@@ -98,7 +150,7 @@ def load_binding(path: Path) -> Binding:
         mask_input=_slot(raw.get("mask_input"), f"{path.name}: mask_input"),
         outputs=tuple(raw["outputs"]),
         params=params,
-        models=tuple(raw.get("models", [])),
+        models=_model_refs(raw.get("models"), f"{path.name}: models"),
         model_variants=model_variants,
     )
 
@@ -136,6 +188,9 @@ def check_binding(binding: Binding) -> list[str]:
         problems.append(f"{binding.type}: param {name!r} has no binding")
     for name in sorted(set(binding.params) - spec_fields):
         problems.append(f"{binding.type}: binding names unknown param {name!r}")
+    for ref in binding.model_refs():
+        if isinstance(ref, ModelChoice) and ref.param not in spec_fields:
+            problems.append(f"{binding.type}: models chosen by unknown param {ref.param!r}")
     for graph_name, graph in binding.graphs.items():
         slots: list[tuple[str, Slot]] = [("image_input", binding.image_input)]
         if binding.mask_input is not None:

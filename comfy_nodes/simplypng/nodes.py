@@ -25,7 +25,7 @@ from .ops.ecomm import white_background
 from .ops.errors import InvalidRegionsError
 from .ops.inpaint import DEFAULT_CONTEXT, remove_objects
 from .ops.masks import mask_from_image, parse_regions, regions_mask
-from .ops.matting import guide_params, refine_matte
+from .ops.matting import SEGMENTER_RESOLUTION, guide_params, refine_matte
 from .ops.regions import dilate as dilate_mask
 from .ops.resize import needs_model, resize, resize_long_edge
 from .ops.shadow import add_shadow
@@ -48,10 +48,10 @@ _TRANSPARENCY = "LoadImage's MASK (1 - alpha)."
 
 # Model access. Imported on first use so that loading the pack (ComfyUI start-up, /object_info)
 # never touches model code or weights. Node tests replace these two functions with stubs.
-def _get_segmenter() -> Any:
+def _get_segmenter(name: str) -> Any:
     from .models.registry import get_segmenter
 
-    return get_segmenter()
+    return get_segmenter(name)
 
 
 def _get_inpainter() -> Any:
@@ -148,22 +148,39 @@ class _MaskNode(_Node):
     RETURN_NAMES: tuple[str, ...] = ("mask",)
 
 
-class SimplyPNGSegment(_MaskNode):
-    """Subject mask from the segmenter (BiRefNet), at the image's own size."""
+SEGMENTER_NAMES = ["birefnet", "u2netp"]  # models/registry.py SEGMENTERS, without importing it
+
+
+class SimplyPNGSegment(_Node):
+    """Subject mask from a segmenter (BiRefNet, or the lite u2netp), at the image's own size,
+    and the resolution the model saw (the Matte node sizes its edge refinement by it)."""
+
+    RETURN_TYPES = ("MASK", "INT")
+    RETURN_NAMES = ("mask", "resolution")
 
     @classmethod
     def INPUT_TYPES(cls) -> InputTypes:
-        return {"required": {"image": link("IMAGE")}}
+        return {
+            "required": {
+                "image": link("IMAGE"),
+                "model": combo(
+                    SEGMENTER_NAMES,
+                    "birefnet",
+                    tooltip="birefnet: best edges (1024², GPU). u2netp: lite and fast (320²).",
+                ),
+            }
+        }
 
-    def run(self, image: torch.Tensor) -> tuple[torch.Tensor]:
+    def run(self, image: torch.Tensor, model: str = "birefnet") -> tuple[torch.Tensor, int]:
         # The whole batch goes to the model at once; the masks stay on its device.
-        masks = torch.as_tensor(_get_segmenter().predict(image[..., :3])).to(torch.float32)
+        segmenter = _get_segmenter(model)
+        masks = torch.as_tensor(segmenter.predict(image[..., :3])).to(torch.float32)
         if masks.shape != image.shape[:3]:
             raise RuntimeError(
                 f"segmenter returned masks of shape {tuple(masks.shape)}, "
                 f"expected {tuple(image.shape[:3])}"
             )
-        return (masks.clamp(0.0, 1.0),)
+        return masks.clamp(0.0, 1.0), int(segmenter.spec.size)
 
 
 class SimplyPNGMatte(_ImageNode):
@@ -179,15 +196,30 @@ class SimplyPNGMatte(_ImageNode):
                     2, 0, 10, tooltip="Edge band in px whose colours are decontaminated; 0 = off."
                 ),
                 "edge_refine": bool_input(True, tooltip="Snap the mask to the image's edges."),
-            }
+            },
+            "optional": {
+                "mask_resolution": int_input(
+                    SEGMENTER_RESOLUTION,
+                    64,
+                    8192,
+                    tooltip="Side the mask was predicted at (Segment's resolution output).",
+                ),
+            },
         }
 
     def run(
-        self, image: torch.Tensor, mask: torch.Tensor, halo: int, edge_refine: bool
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        halo: int,
+        edge_refine: bool,
+        mask_resolution: int = SEGMENTER_RESOLUTION,
     ) -> tuple[torch.Tensor]:
         def one(img: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
             height, width = img.shape[:2]
-            radius, subsample = guide_params(height, width) if edge_refine else (0, 1)
+            radius, subsample = (
+                guide_params(height, width, mask_resolution) if edge_refine else (0, 1)
+            )
             return refine_matte(img[..., :3], _fit(plane, height, width), halo, radius, subsample)
 
         return (_per_image(one, image, mask),)

@@ -477,7 +477,14 @@ class ComfyDouble:
                 raise ValueError("body is not an object")
         except ValueError:
             return web.Response(status=500, text=_HTTP_500_TEXT)
-        self.requests.append({"path": "/prompt", "json": {"prompt_id": body.get("prompt_id")}})
+        # The graph is kept for tests that check what the worker sent (not part of the protocol).
+        self.requests.append(
+            {
+                "path": "/prompt",
+                "json": {"prompt_id": body.get("prompt_id")},
+                "graph": body.get("prompt"),
+            }
+        )
         if "number" in body:
             number = float(body["number"])
         else:

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.real_models import install_u2netp
 from tests.fakes.tiny_models import (
     birefnet_lock_entries,
     build_big_lama,
@@ -32,6 +33,7 @@ def build_tiny_models(models_dir: Path, *, lama_source: Path | None = None) -> P
     """Build every model the workflows use under `models_dir` and a models.lock for them.
 
     `lama_source`: an already built full-size LaMa to copy (it takes seconds to build).
+    The real u2netp is added (with its real lock entry) when scripts/bootstrap.sh fetched it.
     Returns the lock path.
     """
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -57,6 +59,9 @@ def build_tiny_models(models_dir: Path, *, lama_source: Path | None = None) -> P
             licence="BSD-3-Clause",
         ),
     ]
+    u2netp = install_u2netp(models_dir)
+    if u2netp is not None:
+        entries.append(u2netp)
     return write_lock(models_dir / "models.lock", entries)
 
 

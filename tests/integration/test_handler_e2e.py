@@ -251,6 +251,20 @@ async def test_invalid_payload_still_signs_a_callback(ctx, web) -> None:
     assert assert_signed(callbacks(web)[0], key)["job_id"] == job["job_id"]
 
 
+async def test_a_segmenter_the_worker_does_not_serve_fails_before_any_work(ctx, web) -> None:
+    web.route("GET", "/in.png", Reply.ok(product_photo(), "image/png"))
+    ctx.settings = ctx.settings.model_copy(update={"segmenters": ["u2netp"]})  # a lite worker
+    _, key_b64 = callback_key()
+    job = payload("bg_remove", web.url("/in.png"), output_prefix="s3://b/p/", callback_hmac=key_b64)
+    result = await _fail(ctx, job)  # bg_remove defaults to segmenter birefnet
+    assert result["error_code"] == "MODEL_UNAVAILABLE"
+    assert "params.segmenter: birefnet is not served" in result["error"]
+    assert web.requests_for("GET", "/in.png") == []
+    # Types and variants that use no segmenter still run on the lite worker.
+    plain = payload("jpeg_to_png", web.url("/in.png"), callback_hmac=key_b64)
+    assert (await run_job(ctx, plain))["error_code"] != "MODEL_UNAVAILABLE"
+
+
 async def test_invalid_params_names_the_field(ctx) -> None:
     _, key_b64 = callback_key()
     job = payload(
@@ -407,12 +421,15 @@ async def test_callback_failure_never_loses_the_result(ctx, s3, web) -> None:
 async def test_blank_image_has_no_subject_for_cutout(ctx) -> None:
     from simplypng.models import registry
 
+    original = registry.get_segmenter
+
     class Nothing:
+        spec = original().spec
+
         def predict(self, images):
             return np.zeros(images.shape[:3], np.float32)
 
-    original = registry.get_segmenter
-    registry.get_segmenter = lambda: Nothing()  # a segmenter that finds nothing
+    registry.get_segmenter = lambda name="birefnet": Nothing()  # a segmenter that finds nothing
     try:
         result = await _fail(ctx, small_job("cutout_subject", colour="white"))
     finally:

@@ -219,12 +219,14 @@ async def test_same_size_inputs_go_to_comfyui_as_one_batch(ctx, s3, web, double,
     real = registry.get_segmenter
 
     class Recording:
+        spec = real().spec
+
         def predict(self, images):
             seen.append(len(images))
             return real().predict(images)
 
     prompts = sum(r.get("path") == "/prompt" for r in double.requests)
-    registry.get_segmenter = lambda: Recording()
+    registry.get_segmenter = lambda name="birefnet": Recording()
     try:
         result = await run_job(ctx, job)
     finally:

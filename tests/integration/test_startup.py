@@ -10,14 +10,18 @@ import pytest
 from handler.runtime import StartupError, WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
 from tests.fakes.comfy_double import ComfyDouble, Faults, free_port, serve_in_thread
+from tests.fakes.real_models import find_u2netp
 
 
 def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
     before = len([r for r in double.requests if r.get("path") == "/prompt"])
+    # Both segmenters when the real u2netp was fetched (CI), else BiRefNet's stand-in only.
+    segmenters = ["birefnet", "u2netp"] if find_u2netp() is not None else ["birefnet"]
     settings = Settings(
         comfyui_url=double.base_url,
         comfyui_input_dir=double.input_dir,
         comfyui_output_dir=double.output_dir,
+        segmenters=segmenters,
     )
     runtime = WorkerRuntime(settings)
     try:
@@ -32,7 +36,15 @@ def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
         }
         assert ctx.comfyui_version == "0.3.64-double"
         prompts = [r for r in double.requests if r.get("path") == "/prompt"][before:]
-        assert len(prompts) == 6, "one warm-up prompt per enabled type"
+        # One warm-up prompt per enabled type, and one more per further segmenter.
+        assert len(prompts) == 6 + len(segmenters) - 1
+        used = {
+            node["inputs"]["model"]
+            for prompt in prompts
+            for node in prompt["graph"].values()
+            if node["class_type"] == "SimplyPNGSegment"
+        }
+        assert used == set(segmenters), "every served segmenter is loaded before the first job"
         assert runtime.health()["state"] == "attached"
         assert not list((double.input_dir / "simplypng").glob("warmup-*"))
     finally:

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from simplypng.ops.matting import BLUR_FUSION_RADII, GUIDE_EPS, guide_params
+from simplypng.ops.matting import ALPHA_LEVELS, BLUR_FUSION_RADII, GUIDE_EPS, guide_params
 
 from .alpha import snap_alpha, to_8bit_grid
 from .resize import resize
 
 # guide_params and the constants are the shipped op's own (pure arithmetic, shared).
 __all__ = [
+    "ALPHA_LEVELS",
     "BLUR_FUSION_RADII",
     "GUIDE_EPS",
     "decontaminate",
+    "defringe",
     "estimate_foreground",
     "guide_params",
     "guided_filter",
     "guided_refine",
+    "matte_parts",
     "refine_matte",
 ]
 # Pixels with mask in (LOW, HIGH) are the uncertain edge that the guided filter may change.
@@ -135,6 +138,32 @@ def decontaminate(image: np.ndarray, alpha: np.ndarray, halo: int) -> np.ndarray
     return np.clip(fg * (1.0 - pull) + core_colour * pull, 0.0, 1.0).astype(np.float32)
 
 
+def defringe(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The outer soft edge (0 < alpha < 0.5) takes the colour of the nearest solid pixel."""
+    solid = alpha >= 0.5
+    fringe = (alpha > 0) & ~solid
+    if not fringe.any() or not solid.any():
+        return colour
+    _, (rows, cols) = ndimage.distance_transform_edt(~solid, return_indices=True)
+    out = colour.copy()
+    out[fringe] = colour[rows[fringe], cols[fringe]]
+    return out
+
+
+def matte_parts(
+    image: np.ndarray, mask: np.ndarray, halo: int, guide_radius: int = 0, guide_subsample: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """refine_matte before its defringe step: (decontaminated colour, snapped alpha)."""
+    rgb = image[..., :3].astype(np.float32)
+    alpha = np.clip(mask, 0.0, 1.0).astype(np.float32)
+    if guide_radius > 0:
+        low, high = ALPHA_LEVELS
+        refined = guided_refine(rgb, alpha, guide_radius, guide_subsample)
+        alpha = np.clip((refined - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    alpha = snap_alpha(alpha)
+    return (decontaminate(rgb, alpha, halo) if halo > 0 else rgb.copy()), alpha
+
+
 def refine_matte(
     image: np.ndarray,
     mask: np.ndarray,
@@ -144,15 +173,13 @@ def refine_matte(
 ) -> np.ndarray:
     """Straight-alpha RGBA cutout of `image` (HxWx3) with subject coverage `mask` (HxW).
 
-    halo=0 keeps the observed colours; halo>0 decontaminates the edge (see `decontaminate`).
-    Colours under alpha 0 are zeroed so the removed background does not travel in the file.
-    The result is on the 8-bit grid (see `to_8bit_grid`).
+    halo=0 keeps the observed colours; halo>0 decontaminates the edge (see `decontaminate`)
+    and defringes its outer soft part (see `defringe`). Colours under alpha 0 are zeroed so the
+    removed background does not travel in the file. The result is on the 8-bit grid (see
+    `to_8bit_grid`).
     """
-    rgb = image[..., :3].astype(np.float32)
-    alpha = np.clip(mask, 0.0, 1.0).astype(np.float32)
-    if guide_radius > 0:
-        alpha = guided_refine(rgb, alpha, guide_radius, guide_subsample)
-    alpha = snap_alpha(alpha)
-    colour = decontaminate(rgb, alpha, halo) if halo > 0 else rgb.copy()
+    colour, alpha = matte_parts(image, mask, halo, guide_radius, guide_subsample)
+    if halo > 0:
+        colour = defringe(colour, alpha)
     colour[alpha <= 0] = 0.0
     return to_8bit_grid(np.concatenate([colour, alpha[..., None]], axis=-1))

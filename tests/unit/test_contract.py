@@ -101,6 +101,9 @@ def test_params_defaults_filled() -> None:
             "params.mask_url",
         ),
         ("object_remove", {"dilate": "3", "mask_url": "https://x.example/m.png"}, "params.dilate"),
+        ("bg_remove", {"segmenter": "sam"}, "params.segmenter"),
+        ("jpeg_to_png", {"transparent": "subject", "segmenter": "U2NETP"}, "params.segmenter"),
+        ("upscale_2k", {"segmenter": "u2netp"}, "params.segmenter"),  # no mask, no segmenter
     ],
 )
 def test_bad_params_name_the_field(job_type: str, params: dict, field: str) -> None:

@@ -8,6 +8,7 @@ not the models (the models have their own tests).
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,10 +24,13 @@ LINK_TYPES = {"IMAGE", "MASK", "SIMPLYPNG_PIXELS"}
 
 
 class StubSegmenter:
-    """Stand-in for BiRefNet: the subject is wherever the red channel is above 0.5."""
+    """Stand-in for a segmenter: the subject is wherever the red channel is above 0.5."""
+
+    spec = SimpleNamespace(size=320)  # the resolution the model would see
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, ...]] = []
+        self.names: list[str] = []
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         assert images.dtype == torch.float32 and images.shape[-1] == 3
@@ -49,7 +53,12 @@ class StubInpainter:
 @pytest.fixture
 def segmenter(monkeypatch) -> StubSegmenter:
     stub = StubSegmenter()
-    monkeypatch.setattr(nodes, "_get_segmenter", lambda: stub)
+
+    def get(name: str) -> StubSegmenter:
+        stub.names.append(name)
+        return stub
+
+    monkeypatch.setattr(nodes, "_get_segmenter", get)
     return stub
 
 
@@ -101,7 +110,8 @@ def test_declared_inputs_and_outputs_are_valid_comfyui_specs(name):
                 assert isinstance(default, int if kind == "INT" else float), input_name
         else:
             assert kind in LINK_TYPES, input_name
-    assert isinstance(cls.RETURN_TYPES, tuple) and all(t in LINK_TYPES for t in cls.RETURN_TYPES)
+    assert isinstance(cls.RETURN_TYPES, tuple)
+    assert all(t in LINK_TYPES | WIDGET_TYPES for t in cls.RETURN_TYPES)
     assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
     run = getattr(cls(), cls.FUNCTION)
     assert set(inputs) <= set(run.__code__.co_varnames[: run.__code__.co_argcount])
@@ -123,10 +133,23 @@ def test_importing_the_pack_loads_no_model_code():
 
 
 def test_segment_predicts_the_whole_batch(segmenter):
-    (mask,) = nodes.SimplyPNGSegment().run(_subjects(3))
+    mask, resolution = nodes.SimplyPNGSegment().run(_subjects(3))
     assert mask.shape == (3, 48, 64) and mask.dtype == torch.float32
     assert segmenter.batches == [(3, 48, 64, 3)]
     assert mask[2, 15, 20] == 1 and mask[2, 40, 60] == 0
+    assert segmenter.names == ["birefnet"] and resolution == 320
+
+
+def test_segment_runs_the_named_segmenter(segmenter):
+    nodes.SimplyPNGSegment().run(_subjects(1), "u2netp")
+    assert segmenter.names == ["u2netp"]
+    assert nodes.SimplyPNGSegment.INPUT_TYPES()["required"]["model"][0] == ["birefnet", "u2netp"]
+
+
+def test_segment_names_match_the_registry():
+    from simplypng.models.registry import SEGMENTERS
+
+    assert list(SEGMENTERS) == nodes.SEGMENTER_NAMES
 
 
 def test_segment_rejects_a_segmenter_answer_of_the_wrong_shape(monkeypatch):
@@ -134,7 +157,7 @@ def test_segment_rejects_a_segmenter_answer_of_the_wrong_shape(monkeypatch):
         def predict(self, images):
             return np.zeros(images.shape[:2], np.float32)
 
-    monkeypatch.setattr(nodes, "_get_segmenter", Wrong)
+    monkeypatch.setattr(nodes, "_get_segmenter", lambda name: Wrong())
     with pytest.raises(RuntimeError, match="expected"):
         nodes.SimplyPNGSegment().run(_subjects(2))
 
@@ -179,8 +202,8 @@ def test_matte_refuses_batches_that_cannot_broadcast():
 
 def test_bg_remove_chain_gives_straight_rgba_with_shadow(segmenter):
     images = _subjects(2)
-    (mask,) = nodes.SimplyPNGSegment().run(images)
-    (rgba,) = nodes.SimplyPNGMatte().run(images, mask, 2, True)
+    mask, resolution = nodes.SimplyPNGSegment().run(images)
+    (rgba,) = nodes.SimplyPNGMatte().run(images, mask, 2, True, resolution)
     matte = rgba.clone()
     (shadowed,) = nodes.SimplyPNGShadow().run(rgba, "hard", 5, 0, 0.5, 0.0)
     # ComfyUI caches node outputs: inputs must never be modified in place.

@@ -42,7 +42,7 @@ CORE: dict[str, tuple[dict[str, tuple[Any, dict, bool]], list[str]]] = {
 RAW_LOADERS = {"SimplyPNGLoadRaw", "SimplyPNGLoadPixels"}
 RAW_SAVERS = {"SimplyPNGSaveRaw", "SimplyPNGSavePixels"}
 WIDGETS = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
-MODEL_NAMES = {"birefnet-general", "big-lama", "realesrgan-x4plus"}
+MODEL_NAMES = {"birefnet-general", "u2netp", "big-lama", "realesrgan-x4plus"}
 
 
 def _ours(cls: type) -> tuple[dict[str, tuple[Any, dict, bool]], list[str]]:
@@ -250,7 +250,32 @@ def test_binding_inputs_outputs_and_models(job_type):
         assert nodes[image["node"]]["class_type"] in RAW_LOADERS
         assert image["input"] == "image"
         assert all(nodes[t]["class_type"] in RAW_SAVERS for t in binding["outputs"])
-    assert binding["models"] and set(binding["models"]) <= MODEL_NAMES
+    refs = [
+        *binding["models"],
+        *(r for rs in binding.get("model_variants", {}).values() for r in rs),
+    ]
+    names = {
+        n for ref in refs for n in ([ref] if isinstance(ref, str) else ref["choices"].values())
+    }
+    assert names and names <= MODEL_NAMES
+
+
+@pytest.mark.parametrize(
+    "job_type", ["bg_remove", "cutout_subject", "white_bg_ecomm", "jpeg_to_png"]
+)
+def test_the_segmenter_param_chooses_the_model_and_the_segment_node(job_type):
+    """Every segmenter a job may name maps to a pinned model and reaches the Segment node."""
+    binding = _binding(job_type)
+    segmenters = set(typing.get_args(PARAM_SPECS[job_type][1].model_fields["segmenter"].annotation))
+    refs = [
+        *binding["models"],
+        *(r for rs in binding.get("model_variants", {}).values() for r in rs),
+    ]
+    choices = [ref for ref in refs if not isinstance(ref, str)]
+    assert choices and all(ref["param"] == "segmenter" for ref in choices)
+    assert all(set(ref["choices"]) == segmenters for ref in choices)
+    assert binding["params"]["segmenter"]["node"] == "Segment"
+    assert binding["params"]["segmenter"]["input"] == "model"
 
 
 def test_jpeg_to_png_variants_cover_every_transparent_value():

@@ -191,3 +191,41 @@ def test_parts_reach_a_raw_loader_and_nothing_else_accepts_them(tmp_path: Path) 
         build_prompt(
             plain["upscale_2k"], params, image=InputRef("in.npy", 2), mask=None, output_prefix="o"
         )
+
+
+# --- models chosen by a param (the segmenter) ----------------------------------------------------
+
+SEGMENTER_CHOICE = {
+    "param": "segmenter",
+    "choices": {"birefnet": "birefnet-general", "u2netp": "u2netp"},
+}
+
+
+def test_the_real_bindings_report_the_model_the_segmenter_param_picks() -> None:
+    from handler.settings import ALL_TYPES, REPO_ROOT
+
+    registry = load_registry(REPO_ROOT / "workflows", ALL_TYPES)
+    for job_type in ("bg_remove", "cutout_subject", "white_bg_ecomm"):
+        binding = registry[job_type]
+        assert binding.models_for(validate_params(job_type, {})) == ("birefnet-general",)
+        lite = validate_params(job_type, {"segmenter": "u2netp"})
+        assert binding.models_for(lite) == ("u2netp",)
+        assert binding.model_choices(lite) == {"segmenter": "u2netp"}
+    jpeg = registry["jpeg_to_png"]
+    none = validate_params("jpeg_to_png", {"segmenter": "u2netp"})
+    subject = validate_params("jpeg_to_png", {"transparent": "subject", "segmenter": "u2netp"})
+    assert jpeg.models_for(none) == () and jpeg.model_choices(none) == {}
+    assert jpeg.models_for(subject) == ("u2netp",)
+    assert jpeg.model_choices(subject) == {"segmenter": "u2netp"}
+
+
+def test_a_model_chosen_by_an_unknown_param_is_refused(tmp_path: Path) -> None:
+    bad = {**BINDING, "models": [{**SEGMENTER_CHOICE, "param": "flavour"}]}
+    with pytest.raises(WorkflowConfigError, match="models chosen by unknown param 'flavour'"):
+        load_registry(write(tmp_path, binding=bad), ["upscale_2k"])
+
+
+@pytest.mark.parametrize("ref", [42, {"param": "segmenter"}, {"param": "x", "choices": {"a": 1}}])
+def test_a_malformed_model_reference_is_named(tmp_path: Path, ref) -> None:
+    with pytest.raises(WorkflowConfigError, match=r"models\[0\]: expected a model name"):
+        load_registry(write(tmp_path, binding={**BINDING, "models": [ref]}), ["upscale_2k"])

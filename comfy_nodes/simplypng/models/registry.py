@@ -1,4 +1,6 @@
-"""Process-wide model cache: nodes call get_segmenter() / get_inpainter().
+"""Process-wide model cache: nodes call get_segmenter(name) / get_inpainter().
+
+Segmenters are named as jobs name them (SEGMENTERS): "birefnet" (the default) and "u2netp".
 
 Each model loads on first use and stays loaded between prompts. A failed load is not cached,
 so the next prompt retries (e.g. after the files were fetched). Tests point the registry at
@@ -13,6 +15,7 @@ Where files are looked for, unless configure() says otherwise:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +25,11 @@ from .device import torch_device
 from .inpainter import Inpainter, load_inpainter
 from .location import default_lock_path, default_models_dir, verify_sha256_default
 from .segmenter import Segmenter, load_segmenter
+from .u2netp import load_u2netp
 
 __all__ = [
+    "DEFAULT_SEGMENTER",
+    "SEGMENTERS",
     "Inpainter",
     "Segmenter",
     "configure",
@@ -42,9 +48,14 @@ class _Config:
     device: torch.device | None = None
 
 
+SegmenterLoader = Callable[[Path, Path, bool, torch.device], Segmenter]
+# The job-facing names of the segmentation models, and their loaders.
+SEGMENTERS: dict[str, SegmenterLoader] = {"birefnet": load_segmenter, "u2netp": load_u2netp}
+DEFAULT_SEGMENTER = "birefnet"
+
 _lock = threading.RLock()
 _config = _Config()
-_segmenter: Segmenter | None = None
+_segmenters: dict[str, Segmenter] = {}
 _inpainter: Inpainter | None = None
 
 
@@ -69,21 +80,26 @@ def configure(
 
 def reset_cache() -> None:
     """Forget loaded models; the next get_* call loads them again."""
-    global _segmenter, _inpainter
+    global _inpainter
     with _lock:
-        _segmenter = None
+        _segmenters.clear()
         _inpainter = None
 
 
-def use(*, segmenter: Segmenter | None = None, inpainter: Inpainter | None = None) -> None:
+def use(
+    *,
+    segmenter: Segmenter | None = None,
+    inpainter: Inpainter | None = None,
+    segmenter_name: str = DEFAULT_SEGMENTER,
+) -> None:
     """Serve models built elsewhere (scripts/bench_models.py builds random-weight ones).
 
     None leaves that model as it is; configure() and reset_cache() forget them.
     """
-    global _segmenter, _inpainter
+    global _inpainter
     with _lock:
         if segmenter is not None:
-            _segmenter = segmenter
+            _segmenters[_known(segmenter_name)] = segmenter
         if inpainter is not None:
             _inpainter = inpainter
 
@@ -98,13 +114,18 @@ def _resolved() -> tuple[Path, Path, bool, torch.device]:
     )
 
 
-def get_segmenter() -> Segmenter:
-    """The BiRefNet segmenter, loaded once per process."""
-    global _segmenter
+def _known(name: str) -> str:
+    if name not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {name!r} (known: {', '.join(SEGMENTERS)})")
+    return name
+
+
+def get_segmenter(name: str = DEFAULT_SEGMENTER) -> Segmenter:
+    """The named segmenter, loaded once per process."""
     with _lock:
-        if _segmenter is None:
-            _segmenter = load_segmenter(*_resolved())
-        return _segmenter
+        if name not in _segmenters:
+            _segmenters[name] = SEGMENTERS[_known(name)](*_resolved())
+        return _segmenters[name]
 
 
 def get_inpainter() -> Inpainter:

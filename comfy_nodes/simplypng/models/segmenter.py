@@ -1,4 +1,6 @@
-"""BiRefNet foreground segmentation: load the pinned snapshot, predict soft masks.
+"""Foreground segmentation: the Segmenter loop, and BiRefNet's loader (its pinned snapshot).
+
+u2netp, the lite model, has its own loader in u2netp.py and runs through the same Segmenter.
 
 The Hugging Face snapshot ships its architecture as code (birefnet.py importing
 BiRefNet_config.py). We run that code from the checksummed bytes we pinned, build the class
@@ -13,7 +15,8 @@ import importlib.util
 import logging
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,14 +137,23 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise ModelFileError(f"{path} does not fit the BiRefNet code: {detail}") from exc
 
 
-def preprocess(image: torch.Tensor, size: int = NATIVE_SIZE) -> torch.Tensor:
-    """1x3xHxW in 0..1 -> 1x3xSIZExSIZE, ImageNet-normalised (BiRefNet's own transform)."""
-    resized = F.interpolate(
-        image.clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
+def normalise(image: torch.Tensor) -> torch.Tensor:
+    """Bx3xHxW in 0..1 -> ImageNet-normalised (BiRefNet's and U²-Net's own transform)."""
     mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    return (resized - mean) / std
+    return (image - mean) / std
+
+
+def shrink(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Bx3xHxW in 0..1 -> Bx3xSIZExSIZE, antialiased (the models take a fixed square)."""
+    return F.interpolate(
+        image.clamp(0, 1), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def preprocess(image: torch.Tensor, size: int = NATIVE_SIZE) -> torch.Tensor:
+    """1x3xHxW in 0..1 -> 1x3xSIZExSIZE, ImageNet-normalised (BiRefNet's own transform)."""
+    return normalise(shrink(image, size))
 
 
 def final_logits(outputs: object, batch: int = 1) -> torch.Tensor:
@@ -156,31 +168,60 @@ def final_logits(outputs: object, batch: int = 1) -> torch.Tensor:
     return logits
 
 
-def postprocess(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bx1xhxw logits -> BxHxW probabilities in 0..1 at the images' own size."""
-    probs = torch.sigmoid(logits.float())
+def grow(probs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bx1xhxw probabilities -> BxHxW float32 in 0..1 at the images' own size."""
     resized = F.interpolate(
-        probs, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        probs.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True
     )
     return resized[:, 0].clamp(0, 1)
 
 
+def postprocess(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bx1xhxw logits -> BxHxW probabilities in 0..1 at the images' own size."""
+    return grow(torch.sigmoid(logits.float()), height, width)
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """What differs between segmentation models around the same resize-run-resize loop."""
+
+    label: str  # in messages, e.g. "BiRefNet"
+    size: int  # the model's square input side
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # Bx3xSxS in 0..1 -> the model's input
+    probabilities: Callable[[object, int], torch.Tensor]  # output, batch -> Bx1xSxS in 0..1
+
+
+def _birefnet_probabilities(outputs: object, batch: int) -> torch.Tensor:
+    return torch.sigmoid(final_logits(outputs, batch).float())
+
+
+BIREFNET = SegmenterSpec("BiRefNet", NATIVE_SIZE, normalise, _birefnet_probabilities)
+
+
 class Segmenter:
-    """Soft foreground masks from a loaded BiRefNet (kept resident between prompts).
+    """Soft foreground masks from a loaded segmentation model (kept resident between prompts).
 
     A batch runs through the model as one forward pass of up to `max_batch` images (the model
-    input is always 1024x1024, so every image of a batch costs the same). On out-of-memory the
+    input is a fixed square, so every image of a batch costs the same). On out-of-memory the
     batch is retried one image at a time; only a single image that does not fit is an error.
     The masks stay on the model's device, for the post-processing that follows there.
     """
 
     def __init__(
-        self, model: nn.Module, device: torch.device, dtype: torch.dtype, max_batch: int = 8
+        self,
+        model: Callable[[torch.Tensor], object],
+        device: torch.device,
+        dtype: torch.dtype,
+        max_batch: int = 8,
+        spec: SegmenterSpec = BIREFNET,
+        runtime: str = "torch",
     ):
         self.model = model
+        self.runtime = runtime  # what runs the model, for logs and benchmarks
         self.device = device
         self.dtype = dtype
         self.max_batch = max_batch
+        self.spec = spec
 
     def predict(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """float BxHxWx3 in 0..1 (any device) -> float32 BxHxW in 0..1 on the model's device."""
@@ -199,7 +240,9 @@ class Segmenter:
             if len(pixels) == 1:
                 raise self._out_of_memory(pixels) from None
             log.warning(
-                "BiRefNet ran out of memory on a batch of %d; one image at a time", len(pixels)
+                "%s ran out of memory on a batch of %d; one image at a time",
+                self.spec.label,
+                len(pixels),
             )
         masks = []
         for one in pixels.split(1):
@@ -207,22 +250,24 @@ class Segmenter:
                 masks.append(self._run(one))
             except torch.OutOfMemoryError:
                 release_memory()
-                # The model input is always 1024x1024: tiling cannot help, so fail this
+                # The model input is a fixed square: tiling cannot help, so fail this
                 # prompt with a clear error and leave ComfyUI running.
                 raise self._out_of_memory(one) from None
         return torch.cat(masks)
 
     def _run(self, pixels: torch.Tensor) -> torch.Tensor:
         height, width = pixels.shape[2:]
+        spec = self.spec
         with torch.inference_mode():
-            outputs = self.model(preprocess(pixels).to(self.dtype))
-            return postprocess(final_logits(outputs, len(pixels)), height, width)
+            outputs = self.model(spec.prepare(shrink(pixels, spec.size)).to(self.dtype))
+            return grow(spec.probabilities(outputs, len(pixels)), height, width)
 
     def _out_of_memory(self, pixels: torch.Tensor) -> InferenceError:
         height, width = pixels.shape[2:]
+        size = self.spec.size
         return InferenceError(
-            f"BiRefNet ran out of memory on {self.device} "
-            f"({width}x{height} image, model at {NATIVE_SIZE}x{NATIVE_SIZE})"
+            f"{self.spec.label} ran out of memory on {self.device} "
+            f"({width}x{height} image, model at {size}x{size})"
         )
 
 
