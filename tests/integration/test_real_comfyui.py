@@ -19,11 +19,15 @@ import pytest
 from PIL import Image
 
 from handler.pipeline import run_job
+from handler.quality.cases import cases_for
+from handler.quality.checks import check_output
 from handler.runtime import WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
+from tests.fakes.real_models import require_u2netp
 from tests.fakes.s3_server import MotoS3
 from tests.fakes.worker_stack import build_tiny_models
 from tests.integration.test_handler_e2e import _check, product_job, s3_object
+from tests.integration.test_quality import SCENES, outputs, scenes_job
 
 pytestmark = [pytest.mark.real_comfyui, pytest.mark.torch]
 
@@ -103,3 +107,20 @@ def test_workflow_runs_in_real_comfyui(runtime: WorkerRuntime, s3: MotoS3, job_t
         if job_type == "jpeg_to_png" and params.get("transparent") == "color":
             alpha = np.asarray(image)[..., 3]
             assert alpha[0, 0] == 0 and alpha[48, 48] == 255  # background keyed, subject kept
+
+
+@pytest.mark.parametrize("case", cases_for("u2netp"), ids=lambda case: case.job_type)
+def test_quality_suite_with_the_real_u2netp_in_real_comfyui(runtime, s3, case) -> None:
+    """The quality suite's cases, checks and thresholds, on a real ComfyUI (onnxruntime there)."""
+    require_u2netp()
+    scenes = [SCENES[name] for name in case.scenes]
+    assert runtime.ctx is not None
+    result = runtime.call(run_job(runtime.ctx, scenes_job(s3.create_bucket(), case, scenes)))
+    assert result["status"] == "SUCCEEDED", result
+    assert [m["name"] for m in result["metrics"]["models"]] == ["u2netp"]
+    problems = [
+        problem
+        for scene, image in zip(scenes, outputs(s3, result), strict=True)
+        for problem in check_output(case.job_type, case.params, scene, image)
+    ]
+    assert not problems, "\n".join(problems)
