@@ -10,6 +10,13 @@ It prepares ComfyUI (COMFYUI_DIR, else a pinned clone in the work folder) and th
 defaults (SQLite, local storage), a dispatcher, a reconciler and the worker, uploads one sample
 image per type through the public API, waits for the jobs, downloads the outputs and writes a
 before/after contact sheet. Every process it starts is stopped when it ends, on Ctrl-C too.
+
+The mask-based types (bg_remove, cutout_subject, white_bg_ecomm, jpeg_to_png with
+transparent=subject) run the real u2netp in every mode, --double included: it comes from the
+checkout's models/ folder (scripts/bootstrap.sh puts it there). The sheet labels each output
+with the models that made it and says plainly when one is not a real trained model (its
+sha256 is not the one models.lock pins), as the double's big-LaMa and Real-ESRGAN are not.
+
 Logs: <workdir>/logs/<process>.log. Exit status: 0 all jobs succeeded, 1 a job failed or
 timed out, 2 set-up failed (or a process died), 130 interrupted.
 """
@@ -35,8 +42,9 @@ from demokit import comfy, stack  # noqa: E402
 from demokit.client import ApiCallFailed, DemoClient, Tracked, track  # noqa: E402
 from demokit.contact_sheet import write_sheet  # noqa: E402
 from demokit.procs import ChildFailed, Children, Interrupted  # noqa: E402
+from demokit.provenance import pinned_sha256, run_notes  # noqa: E402
 from demokit.results import Result, collect, summary  # noqa: E402
-from demokit.samples import Sample, write_samples  # noqa: E402
+from demokit.samples import SEGMENTERS, Sample, write_samples  # noqa: E402
 
 from handler.settings import ALL_TYPES  # noqa: E402
 
@@ -66,15 +74,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--double",
         action="store_true",
-        help="use the ComfyUI test double and random-weight tiny models (CI; no downloads)",
+        help="use the ComfyUI test double with random-weight tiny models, plus the real u2netp "
+        "(CI; no downloads)",
     )
     parser.add_argument(
         "--no-fallback",
         action="store_true",
-        help="fail instead of falling back to --double when GitHub/Hugging Face are unreachable",
+        help="fail instead of falling back to --double when a host to download from (GitHub, "
+        "Hugging Face) is unreachable",
     )
     parser.add_argument(
         "--types", type=_types, default=list(ALL_TYPES), help="comma separated (default: all six)"
+    )
+    parser.add_argument(
+        "--segmenter",
+        choices=SEGMENTERS,
+        default="u2netp",
+        help="segmentation model of the mask-based jobs (default u2netp: the real trained "
+        "model every machine has after scripts/bootstrap.sh, and it runs on a CPU; birefnet "
+        "is a 444 MB download that wants a GPU, and with --double a random-weight stand-in)",
     )
     parser.add_argument(
         "--workdir", type=Path, default=REPO_ROOT / ".demo", help="work folder (default .demo)"
@@ -155,16 +173,26 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
     base_env = stack.clean_env(os.environ)
 
     log.info("==> [1/6] drawing sample images (%s)", ", ".join(types))
-    samples = write_samples(workdir / "samples", types)
+    samples = write_samples(workdir / "samples", types, segmenter=args.segmenter)
+    models = comfy.models_needed({t: s.params for t, s in samples.items()})
+    if comfy.U2NETP in models:
+        comfy.require_u2netp()  # before anything starts: bootstrap fetches it
 
-    log.info("==> [2/6] preparing ComfyUI and the models")
+    log.info("==> [2/6] preparing ComfyUI and the models (%s)", ", ".join(sorted(models)))
     double = None
-    if not args.double and _offline(args):
+    if not args.double and (unreachable := _offline(args, workdir, models)):
+        still = (
+            "the mask-based jobs still run the real u2netp, and the\n    !! sheet says"
+            if comfy.U2NETP in models
+            else "the sheet says"
+        )
         log.warning(
-            "    !! GitHub / Hugging Face are unreachable and COMFYUI_DIR / MODELS_DIR are not "
-            "set:\n    !! falling back to the ComfyUI test double with random-weight tiny models "
-            "(the whole\n    !! pipeline runs for real; the pixels are not a trained model's). "
-            "Use --no-fallback to fail instead."
+            "    !! %s unreachable and COMFYUI_DIR / MODELS_DIR are not set:\n"
+            "    !! falling back to the ComfyUI test double with random-weight tiny models (the "
+            "whole\n    !! pipeline runs for real; %s which outputs come from no real model).\n"
+            "    !! Use --no-fallback to fail instead.",
+            " / ".join(unreachable) + (" is" if len(unreachable) == 1 else " are"),
+            still,
         )
         args.double = True
     if args.double:
@@ -172,13 +200,13 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
         double, double_url = comfy.start_double(children, workdir, base_env)
         target = comfy.double_target(workdir, double_url)
     else:
-        target = _prepare_real(args, workdir, children, base_env, types)
+        target = _prepare_real(args, workdir, children, base_env, models)
     log.info("    %s", target.description)
 
     log.info("==> [3/6] starting the worker (ComfyUI check and warm-up)")
     worker, worker_port = stack.start_worker(
         children,
-        stack.worker_env(base_env, target, types),
+        stack.worker_env(base_env, target, types, args.segmenter),
         workdir=workdir,
         deadline_s=120 if args.double else 1800,
     )
@@ -210,14 +238,16 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
         jobs = _submit(client, samples, args.job_timeout)
         track(client, jobs, deadline_s=args.job_timeout + 120, still_ok=still_ok)
         log.info("==> [6/6] downloading the outputs")
-        results = collect(client, jobs, samples, workdir)
+        results = collect(
+            client, jobs, samples, workdir, pinned=pinned_sha256(), double=args.double
+        )
     finally:
         client.close()
     sheet = write_sheet(
         workdir / "contact_sheet.html",
         [r.row for r in results],
         title="SimplyPNG demo: before and after",
-        notes=_notes(args, target.description, jobs),
+        notes=_notes(args, target.description, jobs, results),
     )
     failed = _report(results, workdir, sheet, time.monotonic() - started)
     if args.keep_running:
@@ -225,21 +255,24 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
     return EXIT_JOB_FAILED if failed else 0
 
 
-def _offline(args: argparse.Namespace) -> bool:
-    """True when the real path would need downloads that cannot happen here."""
+def _offline(args: argparse.Namespace, workdir: Path, models: set[str]) -> list[str]:
+    """The hosts the real path would download from that cannot be reached (none needed when
+    ComfyUI is installed and the models are in place)."""
     if args.no_fallback:
-        return False
-    needs = []
-    if args.comfyui_dir is None:
-        needs.append(("github.com", 443))
-    if args.models_dir is None:
-        needs.append(("huggingface.co", 443))
-    for host, port in needs:
+        return []
+    comfyui = args.comfyui_dir or workdir / "ComfyUI"
+    hosts = comfy.hosts_to_reach(
+        comfyui_to_clone=None if args.comfyui_dir else comfyui,
+        fetch_into=None if args.models_dir else comfyui / "models",
+        models=models,
+    )
+    unreachable = []
+    for host in hosts:
         try:
-            socket.create_connection((host, port), timeout=5).close()
+            socket.create_connection((host, 443), timeout=5).close()
         except OSError:
-            return True
-    return False
+            unreachable.append(host)
+    return unreachable
 
 
 def _prepare_real(
@@ -247,7 +280,7 @@ def _prepare_real(
     workdir: Path,
     children: Children,
     env: dict[str, str],
-    types: list[str],
+    models: set[str],
 ) -> comfy.ComfyTarget:
     from handler.gpu_check import check_gpu
 
@@ -259,7 +292,7 @@ def _prepare_real(
     else:
         comfyui = comfy.install_comfyui(children, workdir / "ComfyUI", env)
     comfy.link_node_pack(comfyui)
-    comfy.prepare_models(children, comfyui, args.models_dir, types, env)
+    comfy.prepare_models(children, comfyui, args.models_dir, models, env)
     return comfy.real_target(comfyui, cpu=not check_gpu().ok)
 
 
@@ -275,7 +308,9 @@ def _submit(client: DemoClient, samples: dict[str, Sample], timeout_s: int) -> l
     return jobs
 
 
-def _notes(args: argparse.Namespace, description: str, jobs: list[Tracked]) -> list[str]:
+def _notes(
+    args: argparse.Namespace, description: str, jobs: list[Tracked], results: list[Result]
+) -> list[str]:
     views = [j.view for j in jobs]
     versions = {
         f"worker {v.get('worker_version')}, ComfyUI {v.get('comfyui_version')}"
@@ -283,11 +318,7 @@ def _notes(args: argparse.Namespace, description: str, jobs: list[Tracked]) -> l
         if v.get("worker_version")
     }
     notes = [description, *sorted(versions)]
-    if args.double:
-        notes.append(
-            "Test double mode: the models have random weights, so the pixels show the "
-            "plumbing (formats, sizes, alpha), not the quality of the real models."
-        )
+    notes += run_notes([r.models for r in results], double=args.double)
     notes.append(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.")
     return notes
 

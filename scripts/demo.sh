@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo in one command: create the environment (scripts/bootstrap.sh), then run the whole
-# loop (scripts/demo.py) on one machine. Arguments pass through, for example:
+# The demo in one command: create the environment (scripts/bootstrap.sh, which also puts the
+# real u2netp into models/), then run the whole loop (scripts/demo.py) on one machine. The
+# mask-based jobs run that real u2netp in every mode. Arguments pass through, for example:
 #   bash scripts/demo.sh --double                 # test double + tiny models, no downloads
 #   COMFYUI_DIR=~/ComfyUI MODELS_DIR=~/models bash scripts/demo.sh --types bg_remove
 set -euo pipefail

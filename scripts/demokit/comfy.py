@@ -1,19 +1,30 @@
 """What the worker drives: the ComfyUI test double with tiny models (--double), or a real
 ComfyUI 0.3.64 (COMFYUI_DIR, else installed into the work folder) with the pinned models
 (MODELS_DIR, else fetched by scripts/fetch_models.py).
+
+Either way only the models the demo's jobs run are prepared (models_needed: each type's
+binding resolved with its sample's params), and u2netp, the real segmenter every checkout has
+after `bash scripts/bootstrap.sh`, comes from the checkout's models/ folder: no download, so it
+works offline too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from handler.models_lock import DEFAULT_LOCK_PATH, entries_for_tasks, load_lock
+from handler.models_lock import DEFAULT_LOCK_PATH, LockEntry, load_lock
+from handler.params import validate_params
+from handler.workflows import load_registry
 
 from .procs import Child, ChildFailed, Children, free_port, start_on_free_port, wait_http
 
@@ -22,6 +33,8 @@ log = logging.getLogger("demo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 NODE_PACK = REPO_ROOT / "comfy_nodes" / "simplypng"
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
+U2NETP = "u2netp"  # the models.lock name of the real segmenter scripts/bootstrap.sh fetches
 # Kept equal to the Dockerfile's COMFYUI_REPO / COMFYUI_REF / COMFYUI_COMMIT (tested).
 COMFYUI_REPO = "https://github.com/Comfy-Org/ComfyUI.git"
 COMFYUI_REF = "v0.3.64"
@@ -44,6 +57,55 @@ class ComfyTarget:
 
     description: str
     worker_env: dict[str, str] = field(default_factory=dict)
+
+
+# --- which models -------------------------------------------------------------------------
+
+
+def models_needed(params_by_type: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The models.lock names of the models the jobs will run: each type's binding resolved with
+    its params (e.g. segmenter=u2netp picks u2netp, transparent=subject adds a segmenter)."""
+    registry = load_registry(WORKFLOWS_DIR, list(params_by_type))
+    return {
+        name
+        for job_type, params in params_by_type.items()
+        for name in registry[job_type].models_for(validate_params(job_type, dict(params)))
+    }
+
+
+def require_u2netp() -> Path:
+    """The checkout's verified u2netp file; SetupError naming scripts/bootstrap.sh without it."""
+    from tests.fakes.real_models import MISSING_U2NETP, find_u2netp
+
+    path = find_u2netp()
+    if path is None:
+        raise SetupError(
+            f"{MISSING_U2NETP}. The demo's mask-based jobs run it (--segmenter u2netp, the "
+            "default); `bash scripts/demo.sh` runs bootstrap first."
+        )
+    return path
+
+
+def _entries(models: Iterable[str]) -> list[LockEntry]:
+    wanted = set(models)
+    return [entry for entry in load_lock(DEFAULT_LOCK_PATH) if entry.model in wanted]
+
+
+def hosts_to_reach(
+    *, comfyui_to_clone: Path | None, fetch_into: Path | None, models: Iterable[str]
+) -> list[str]:
+    """The hosts the real mode would download from: GitHub when ComfyUI must be cloned into
+    `comfyui_to_clone`, and the hosts of the models not yet in `fetch_into` at their pinned
+    size (u2netp comes from the checkout, never from the network)."""
+    hosts = []
+    if comfyui_to_clone is not None and not (comfyui_to_clone / INSTALLED_MARK).is_file():
+        hosts.append(urlsplit(COMFYUI_REPO).hostname or "github.com")
+    if fetch_into is not None:
+        for entry in _entries(set(models) - {U2NETP}):
+            path = fetch_into / entry.dest
+            if not (path.is_file() and path.stat().st_size == entry.size):
+                hosts.append(urlsplit(entry.url).hostname or "")
+    return list(dict.fromkeys(host for host in hosts if host))
 
 
 # --- the test double ------------------------------------------------------------------------
@@ -92,8 +154,13 @@ def start_double(children: Children, workdir: Path, env: dict[str, str]) -> tupl
 
 def double_target(workdir: Path, url: str) -> ComfyTarget:
     base = workdir / "comfy-double"
+    # A tiny model whose weights are models.lock's own file is the real one (u2netp).
+    tiny = [e for e in load_lock(workdir / "tiny-models" / "models.lock") if e.role == "weights"]
+    pinned = {e.model: e.sha256 for e in load_lock(DEFAULT_LOCK_PATH) if e.role == "weights"}
+    real = sorted(e.model for e in tiny if e.sha256 == pinned.get(e.model))
+    also = f", plus the real {', '.join(real)}" if real else ""
     return ComfyTarget(
-        description=f"ComfyUI test double at {url} with random-weight tiny models",
+        description=f"ComfyUI test double at {url} with random-weight tiny models{also}",
         worker_env={
             "COMFYUI_URL": url,
             "COMFYUI_INPUT_DIR": str(base / "input"),
@@ -231,19 +298,29 @@ def link_node_pack(comfy: Path) -> None:
 
 
 def prepare_models(
-    children: Children, comfy: Path, models_dir: Path | None, types: list[str], env: dict[str, str]
+    children: Children,
+    comfy: Path,
+    models_dir: Path | None,
+    models: set[str],
+    env: dict[str, str],
 ) -> None:
-    """Fetch the pinned models into ComfyUI's models folder, or verify MODELS_DIR and link its
-    files there (the node pack reads models from ComfyUI's own models folder)."""
+    """Put the `models` (models.lock names) into ComfyUI's models folder, where the node pack
+    reads them: u2netp copied from the checkout's models/; the others fetched (verified by
+    sha256), or verified in MODELS_DIR and linked from there."""
     comfy_models = comfy / "models"
+    if U2NETP in models:
+        _copy_u2netp(comfy_models)
+    rest = sorted(models - {U2NETP})
+    if not rest:
+        return
     fetch = [
         sys.executable,
         str(REPO_ROOT / "scripts" / "fetch_models.py"),
-        "--tasks",
-        ",".join(types),
+        "--models",
+        ",".join(rest),
     ]
     if models_dir is None:
-        log.info("    fetching the models for %s (verified by sha256)", ", ".join(types))
+        log.info("    fetching %s (verified by sha256)", ", ".join(rest))
         try:
             children.run(
                 "fetch-models",
@@ -255,7 +332,7 @@ def prepare_models(
         except ChildFailed as exc:
             raise SetupError(f"could not fetch the models: {exc}\n{OFFLINE_HINT}") from None
         return
-    log.info("    verifying the models in MODELS_DIR=%s", models_dir)
+    log.info("    verifying %s in MODELS_DIR=%s", ", ".join(rest), models_dir)
     try:
         children.run(
             "verify-models",
@@ -266,14 +343,14 @@ def prepare_models(
         )
     except ChildFailed as exc:
         raise SetupError(
-            f"MODELS_DIR={models_dir} lacks verified models for {', '.join(types)}: {exc}\n"
+            f"MODELS_DIR={models_dir} lacks verified models ({', '.join(rest)}): {exc}\n"
             f"Fill it with: python scripts/fetch_models.py --dest {models_dir} "
-            f"--tasks {','.join(types)}"
+            f"--models {','.join(rest)}"
         ) from None
     if models_dir.resolve() == comfy_models.resolve():
         return
     linked = 0
-    for entry in entries_for_tasks(load_lock(DEFAULT_LOCK_PATH), types):
+    for entry in _entries(rest):
         target = comfy_models / entry.dest
         if target.exists() or target.is_symlink():
             continue
@@ -282,6 +359,27 @@ def prepare_models(
         linked += 1
     if linked:
         log.info("    linked %d model file(s) from MODELS_DIR into %s", linked, comfy_models)
+
+
+def _copy_u2netp(comfy_models: Path) -> None:
+    """Copy the checkout's verified u2netp into ComfyUI's models folder unless the same bytes
+    are there already (a stale file or link is replaced)."""
+    source = require_u2netp()
+    [entry] = [e for e in _entries([U2NETP]) if e.role == "weights"]
+    target = comfy_models / entry.dest
+    if target.is_file() and _sha256(target) == entry.sha256:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(source, partial)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    partial.rename(target)
+    log.info("    copied u2netp (the real model) from %s into %s", source, target)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def real_target(comfy: Path, *, cpu: bool) -> ComfyTarget:

@@ -1,7 +1,9 @@
 """A before/after HTML contact sheet: one row per job, input beside output.
 
 Images are linked by relative paths (the sheet sits beside the samples/ and outputs/ folders),
-shown over a checkerboard so transparency is visible. Pure rendering: no I/O but `write_sheet`.
+shown over a checkerboard so transparency is visible. Each row can carry a badge above its
+output saying plainly whether a real model made it (provenance.py decides which). Pure
+rendering: no I/O but `write_sheet`.
 """
 
 from __future__ import annotations
@@ -34,13 +36,23 @@ figcaption { color: #666; font-size: 12px; margin-top: 4px; }
   background-size: 16px 16px;
   background-position: 0 0, 0 8px, 8px -8px, -8px 0;
 }
-.checker img { max-width: 340px; max-height: 340px; }
+.checker img { max-width: min(340px, 25vw); max-height: 340px; }
+td:last-child { min-width: 250px; }
 .status { font-weight: 600; }
 .SUCCEEDED { color: #1a7f37; } .FAILED, .CANCELLED { color: #cf222e; }
 .error { color: #cf222e; white-space: pre-wrap; }
 dl { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; font-size: 13px; }
 dt { color: #666; } dd { margin: 0; font-variant-numeric: tabular-nums; }
 code { font-size: 12px; }
+.badge {
+  margin: 0 0 8px; padding: 6px 10px; border-radius: 6px; font-size: 13px;
+  max-width: min(320px, 25vw);
+  border: 1px solid;
+}
+.badge.real { background: #e6f4ea; border-color: #9ad0a8; color: #14532d; }
+.badge.unreal { background: #fff4e0; border-color: #f0b85a; color: #6b3d00; }
+.badge.none { background: #f0f0f0; border-color: #d0d0d0; color: #444; }
+.badge b { font-weight: 700; }
 """
 
 
@@ -50,6 +62,12 @@ class Picture:
     width: int | None = None
     height: int | None = None
     label: str = ""
+
+
+@dataclass(frozen=True)
+class Badge:
+    kind: str  # "real", "unreal" (a model that is not the real one) or "none" (no model ran)
+    text: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,7 @@ class SheetRow:
     worker_timings: dict[str, float] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     error: str | None = None
+    badge: Badge | None = None
 
 
 def relative_href(path: Path, sheet_dir: Path) -> str:
@@ -103,16 +122,25 @@ def _details(row: SheetRow) -> str:
     return f"<dl>{body}</dl>{error}"
 
 
+def _badge(badge: Badge | None) -> str:
+    if badge is None:
+        return ""
+    head, sep, rest = badge.text.partition(":")
+    text = f"<b>{escape(head)}</b>{escape(sep + rest)}" if sep else escape(badge.text)
+    return f'<p class="badge {escape(badge.kind)}">{text}</p>'
+
+
 def render_sheet(rows: list[SheetRow], *, title: str, notes: list[str] | None = None) -> str:
     """The whole page as a string."""
     body_rows = []
     for row in rows:
         after = "".join(_picture(p) for p in row.after) or '<p class="error">no output</p>'
         body_rows.append(
-            "<tr>"
+            f'<tr data-type="{escape(row.job_type)}">'
             f'<td><div class="type">{escape(row.job_type)}</div>'
             f'<div class="caption">{escape(row.caption)}</div></td>'
-            f"<td>{_picture(row.before)}</td><td>{after}</td><td>{_details(row)}</td>"
+            f"<td>{_picture(row.before)}</td><td>{_badge(row.badge)}{after}</td>"
+            f"<td>{_details(row)}</td>"
             "</tr>"
         )
     note_items = "".join(f"<li>{escape(n)}</li>" for n in notes or [])

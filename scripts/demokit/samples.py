@@ -1,8 +1,10 @@
 """Deterministic synthetic sample images, one per processing type, drawn by code.
 
 Product-like subjects (a bottle, a mug, a box with a price tag, a perfume flacon, a small still
-life, a logo on white) with simple shading on studio backdrops, so the contact sheet reads like
-a catalogue page and no binary files live in the repository.
+life, a ceramic jar) with simple shading on studio backdrops, so the contact sheet reads like a
+catalogue page and no binary files live in the repository. The products of the mask-based
+types also come with their ground truth: the subject's anti-aliased coverage as drawn (its
+cast shadow is not part of it), which the tests compare the real u2netp's alpha with.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ Rgb = tuple[int, int, int]
 Draw = Callable[[ImageDraw.ImageDraw, float], None]
 
 
+# The types whose workflow cuts the subject out with a segmenter (its `segmenter` param).
+MASK_TYPES = ("bg_remove", "cutout_subject", "white_bg_ecomm", "jpeg_to_png")
+SEGMENTERS = ("u2netp", "birefnet")
+
+
 @dataclass(frozen=True)
 class Sample:
     job_type: str
@@ -29,6 +36,8 @@ class Sample:
     size: tuple[int, int]
     params: dict[str, Any] = field(default_factory=dict)
     caption: str = ""
+    # The subject's coverage (H x W, 0..1) as drawn, for the mask-based types; else None.
+    subject: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 # --- drawing helpers ------------------------------------------------------------------------
@@ -125,8 +134,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 # --- the subjects ---------------------------------------------------------------------------
 
 
-def bottle_photo(size: tuple[int, int] = (640, 800)) -> Image.Image:
-    """An amber glass bottle with a white cap and a paper label (for bg_remove)."""
+def bottle_photo(size: tuple[int, int] = (640, 800)) -> tuple[Image.Image, np.ndarray]:
+    """An amber glass bottle with a black cap and a paper label (for bg_remove); returns the
+    image and the subject's coverage. (A white cap on this pale sweep came out half
+    transparent with u2netp, the lite model: a hard case that is BiRefNet's job.)"""
     width, height = size
     canvas = _backdrop(size, (226, 222, 216), (244, 242, 238))
     cx, bottom = width / 2, height * 0.86
@@ -148,7 +159,7 @@ def bottle_photo(size: tuple[int, int] = (640, 800)) -> Image.Image:
             _scaled((cx - 54, height * 0.09, cx + 54, height * 0.17), s), radius=8 * s, fill=255
         ),
     )
-    _composite(canvas, cap, _cylinder(width, height, cx - 54, cx + 54, (236, 236, 232), 0.25))
+    _composite(canvas, cap, _cylinder(width, height, cx - 54, cx + 54, (44, 44, 48), 0.35))
     label = _mask(
         size,
         lambda d, s: d.rectangle(
@@ -163,11 +174,12 @@ def bottle_photo(size: tuple[int, int] = (640, 800)) -> Image.Image:
         ),
     )
     _composite(canvas, stripe, _cylinder(width, height, cx - 120, cx + 120, (160, 40, 40), 0.1))
-    return _to_image(canvas)
+    return _to_image(canvas), np.maximum(glass_mask, cap)
 
 
-def mug_photo(size: tuple[int, int] = (800, 600)) -> Image.Image:
-    """A teal mug with a handle, off centre on a pale blue sweep (for cutout_subject)."""
+def mug_photo(size: tuple[int, int] = (800, 600)) -> tuple[Image.Image, np.ndarray]:
+    """A teal mug with a handle, off centre on a pale blue sweep (for cutout_subject); returns
+    the image and the subject's coverage (the sweep shows through the handle)."""
     width, height = size
     canvas = _backdrop(size, (206, 220, 232), (232, 238, 244), horizon=0.58)
     x0, x1, top, bottom = width * 0.22, width * 0.50, height * 0.34, height * 0.80
@@ -194,7 +206,7 @@ def mug_photo(size: tuple[int, int] = (800, 600)) -> Image.Image:
         size, lambda d, s: d.ellipse(_scaled((x0 + 12, top - 10, x1 - 12, top + 11), s), fill=255)
     )
     _composite(canvas, inner, (48, 40, 36))
-    return _to_image(canvas)
+    return _to_image(canvas), np.maximum.reduce([handle, body, rim])
 
 
 def tagged_box_photo(size: tuple[int, int] = (800, 600)) -> tuple[Image.Image, dict[str, int]]:
@@ -230,8 +242,10 @@ def tagged_box_photo(size: tuple[int, int] = (800, 600)) -> tuple[Image.Image, d
     return image, tag
 
 
-def perfume_photo(size: tuple[int, int] = (700, 700)) -> Image.Image:
-    """A rose-tinted square flacon with a gold cap on a sage backdrop (for white_bg_ecomm)."""
+def perfume_photo(size: tuple[int, int] = (700, 700)) -> tuple[Image.Image, np.ndarray]:
+    """A rose-tinted square flacon with a gold cap and collar on a sage backdrop (for
+    white_bg_ecomm); returns the image and the subject's coverage. (A pale steel collar came
+    out half transparent with u2netp.)"""
     width, height = size
     canvas = _backdrop(size, (150, 170, 150), (186, 202, 184), horizon=0.66)
     cx, bottom = width / 2, height * 0.84
@@ -258,7 +272,7 @@ def perfume_photo(size: tuple[int, int] = (700, 700)) -> Image.Image:
             _scaled((cx - 30, height * 0.33, cx + 30, height * 0.41), s), fill=255
         ),
     )
-    _composite(canvas, neck, _cylinder(width, height, cx - 30, cx + 30, (200, 200, 196), 0.3))
+    _composite(canvas, neck, _cylinder(width, height, cx - 30, cx + 30, (150, 122, 60), 0.3))
     cap = _mask(
         size,
         lambda d, s: d.rounded_rectangle(
@@ -266,7 +280,7 @@ def perfume_photo(size: tuple[int, int] = (700, 700)) -> Image.Image:
         ),
     )
     _composite(canvas, cap, _cylinder(width, height, cx - 62, cx + 62, (196, 160, 70), 0.45))
-    return _to_image(canvas)
+    return _to_image(canvas), np.maximum.reduce([glass, neck, cap])
 
 
 def still_life_photo(size: tuple[int, int] = (384, 288)) -> Image.Image:
@@ -292,26 +306,41 @@ def still_life_photo(size: tuple[int, int] = (384, 288)) -> Image.Image:
     return _to_image(canvas)
 
 
-def logo_graphic(size: tuple[int, int] = (600, 400)) -> Image.Image:
-    """A flat badge logo on pure white, as a JPEG would carry it (for jpeg_to_png)."""
+def jar_photo(size: tuple[int, int] = (640, 560)) -> tuple[Image.Image, np.ndarray]:
+    """A cream ceramic jar with a walnut lid and a paper band on a dusty rose sweep, as a
+    camera JPEG would carry it (for jpeg_to_png); returns the image and the subject's coverage."""
     width, height = size
-    image = Image.new("RGB", (width * SUPERSAMPLE, height * SUPERSAMPLE), (255, 255, 255))
-    d = ImageDraw.Draw(image)
-    s = SUPERSAMPLE
-    d.rounded_rectangle(_scaled((60, 70, 540, 330), s), radius=60 * s, fill=(34, 82, 160))
-    d.ellipse(_scaled((90, 110, 270, 290), s), fill=(250, 196, 40))
-    cx, cy = 180, 200
-    points = []
-    for k in range(10):
-        radius = 70 if k % 2 == 0 else 30
-        angle = np.pi / 2 + k * np.pi / 5
-        points += [cx + radius * np.cos(angle), cy - radius * np.sin(angle)]
-    d.polygon(_scaled(tuple(points), s), fill=(34, 82, 160))
-    image = image.resize(size, Image.Resampling.LANCZOS)
-    ImageDraw.Draw(image).text(
-        (400, 200), "SimplyPNG", fill=(255, 255, 255), font=_font(46), anchor="mm"
+    canvas = _backdrop(size, (214, 184, 180), (236, 222, 216), horizon=0.64)
+    cx, bottom = width * 0.5, height * 0.84
+    _shadow(canvas, (cx - 150, bottom - 18, cx + 175, bottom + 22), blur=12, k=0.32)
+    body = _mask(
+        size,
+        lambda d, s: d.rounded_rectangle(
+            _scaled((cx - 135, height * 0.36, cx + 135, bottom), s), radius=40 * s, fill=255
+        ),
     )
-    return image
+    _composite(canvas, body, _cylinder(width, height, cx - 135, cx + 135, (238, 228, 206), 0.22))
+    band = _mask(
+        size,
+        lambda d, s: d.rectangle(
+            _scaled((cx - 134, height * 0.52, cx + 134, height * 0.68), s), fill=255
+        ),
+    )
+    _composite(canvas, band, _cylinder(width, height, cx - 135, cx + 135, (120, 150, 112), 0.08))
+    lid = _mask(
+        size,
+        lambda d, s: d.rounded_rectangle(
+            _scaled((cx - 142, height * 0.22, cx + 142, height * 0.37), s), radius=14 * s, fill=255
+        ),
+    )
+    wood = _cylinder(width, height, cx - 142, cx + 142, (122, 78, 44), 0.18)
+    grain = 1.0 + 0.07 * np.sin(np.arange(height, dtype=np.float32) * 1.7)[:, None, None]
+    _composite(canvas, lid, np.clip(wood * grain, 0, 1))
+    image = _to_image(canvas)
+    ImageDraw.Draw(image).text(
+        (cx, height * 0.60), "SEA SALT", fill=(246, 242, 230), font=_font(30), anchor="mm"
+    )
+    return image, np.maximum(body, lid)
 
 
 # --- writing the set ------------------------------------------------------------------------
@@ -326,17 +355,33 @@ def _save(image: Image.Image, path: Path, fmt: str) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def write_samples(folder: Path, types: list[str] | tuple[str, ...]) -> dict[str, Sample]:
-    """Draw and save the sample of each requested type; returns them by type."""
+def write_samples(
+    folder: Path, types: list[str] | tuple[str, ...], *, segmenter: str = "u2netp"
+) -> dict[str, Sample]:
+    """Draw and save the sample of each requested type; returns them by type. The mask-based
+    types (MASK_TYPES) ask for `segmenter`."""
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {segmenter!r} (known: {', '.join(SEGMENTERS)})")
     folder.mkdir(parents=True, exist_ok=True)
     samples: dict[str, Sample] = {}
 
-    def add(job_type: str, image: Image.Image, name: str, params: dict[str, Any], caption: str):
+    def add(
+        job_type: str,
+        drawn: Image.Image | tuple[Image.Image, np.ndarray],
+        name: str,
+        params: dict[str, Any],
+        caption: str,
+    ) -> None:
+        image, subject = drawn if isinstance(drawn, tuple) else (drawn, None)
+        if job_type in MASK_TYPES:
+            params = {**params, "segmenter": segmenter}
         fmt = "JPEG" if name.endswith(".jpg") else "PNG"
         path = folder / name
         _save(image, path, fmt)
         content_type = "image/jpeg" if fmt == "JPEG" else "image/png"
-        samples[job_type] = Sample(job_type, path, content_type, image.size, params, caption)
+        samples[job_type] = Sample(
+            job_type, path, content_type, image.size, params, caption, subject
+        )
 
     wanted = set(types)
     if "bg_remove" in wanted:
@@ -371,9 +416,9 @@ def write_samples(folder: Path, types: list[str] | tuple[str, ...]) -> dict[str,
     if "jpeg_to_png" in wanted:
         add(
             "jpeg_to_png",
-            logo_graphic(),
-            "logo.jpg",
-            {"transparent": "color", "key_color": "#ffffff"},
-            "logo JPEG on white: key the white out",
+            jar_photo(),
+            "jar.jpg",
+            {"transparent": "subject"},
+            "jar JPEG: PNG with the subject's alpha",
         )
     return samples

@@ -68,11 +68,16 @@ def api_env(base: dict[str, str], *, workdir: Path, job_timeout_s: int) -> dict[
     }
 
 
-def worker_env(base: dict[str, str], target: ComfyTarget, types: list[str]) -> dict[str, str]:
+def worker_env(
+    base: dict[str, str], target: ComfyTarget, types: list[str], segmenter: str
+) -> dict[str, str]:
     return (
         base
         | {
             "ENABLED_TYPES": ",".join(types),
+            # Serves (and warms up) only the segmenter the demo's jobs ask for, so no other
+            # segmentation model needs to be on the machine.
+            "SEGMENTERS": segmenter,
             # Inputs come from, and outputs go to, the local API on loopback.
             "ALLOW_HTTP_INPUTS": "true",
             "URL_ALLOWLIST": "127.0.0.0/8",

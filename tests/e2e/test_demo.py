@@ -2,6 +2,11 @@
 (API, dispatcher, reconciler), the worker and the ComfyUI test double with tiny models as real
 processes, runs one job per type through the public API, writes the contact sheet, and leaves
 no process behind, also when interrupted.
+
+The mask-based jobs run the real u2netp (from the checkout's models/, put there by
+scripts/bootstrap.sh), so their outputs are checked against the samples' drawn subjects, and
+the sheet must say which outputs come from a real model and which do not. Without u2netp
+these tests skip with MISSING_U2NETP, or fail under SIMPLYPNG_REQUIRE_U2NETP=1.
 """
 
 from __future__ import annotations
@@ -17,16 +22,20 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from handler.quality.checks import iou
 from handler.settings import ALL_TYPES
 from scripts.demokit import comfy
-from scripts.demokit.contact_sheet import Picture, SheetRow, render_sheet
-from scripts.demokit.procs import still_running
+from scripts.demokit.contact_sheet import Badge, Picture, SheetRow, render_sheet
+from scripts.demokit.procs import Children, still_running
+from scripts.demokit.provenance import badge, label_models, pinned_sha256, run_notes
 from scripts.demokit.results import Result, summary
-from scripts.demokit.samples import write_samples
-from scripts.demokit.stack import clean_env
+from scripts.demokit.samples import MASK_TYPES, write_samples
+from scripts.demokit.stack import clean_env, worker_env
+from tests.fakes.real_models import require_u2netp, u2netp_entry
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scripts" / "demo.py"
@@ -41,7 +50,12 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+def real_u2netp() -> Path:
+    return require_u2netp()
+
+
+@pytest.fixture(scope="module")
+def demo_run(real_u2netp: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     workdir = tmp_path_factory.mktemp("demo")
     proc = subprocess.Popen(
         [sys.executable, str(DEMO), "--double", "--workdir", str(workdir)],
@@ -85,12 +99,7 @@ def test_the_demo_succeeds_for_every_type(demo_run: DemoRun) -> None:
         assert image.mode == "RGBA"
         assert image.width == image.height  # the demo asks for square=true
     with Image.open(outputs / "jpeg_to_png.png") as image:
-        assert image.mode == "RGBA"
-        alpha = image.getchannel("A")
-        # The logo sits on pure white, keyed out with transparent=color: corners are clear,
-        # the badge stays opaque.
-        assert alpha.getpixel((2, 2)) == 0
-        assert alpha.getpixel((300, 100)) == 255  # blue badge, above the white lettering
+        assert image.mode == "RGBA"  # transparent=subject: the subject's alpha
     with Image.open(outputs / "upscale_2k.png") as image:
         assert max(image.size) == 2048
         assert image.size == (2048, 1536)  # the 384x288 sample, aspect kept
@@ -98,6 +107,53 @@ def test_the_demo_succeeds_for_every_type(demo_run: DemoRun) -> None:
         assert image.size == (2000, 2000)
     with Image.open(outputs / "object_remove.png") as image:
         assert image.size == (800, 600)
+
+
+def _alpha(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA"))[..., 3]
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+# handler/quality/checks.py's IoU floor for simple product shots, which u2netp meets there;
+# on the demo's samples it measured 0.9994 to 0.9999.
+MIN_IOU = 0.97
+
+
+def test_the_mask_based_outputs_are_real_cutouts(demo_run: DemoRun) -> None:
+    """The outputs match the subjects the samples drew: a random-weight model cannot do this
+    (the stand-in BiRefNet's alpha covers the backdrop too)."""
+    truth = {t: s.subject for t, s in write_samples(demo_run.workdir / "truth", MASK_TYPES).items()}
+    outputs = demo_run.workdir / "outputs"
+    for job_type in ("bg_remove", "jpeg_to_png"):  # same size as the sample
+        subject = truth[job_type]
+        assert subject is not None
+        score = iou(_alpha(outputs / f"{job_type}.png") >= 128, subject >= 0.5)
+        assert score >= MIN_IOU, (job_type, score)
+    # cutout_subject: the square crop holds the mug, handle hole clear; compared box to box.
+    subject = truth["cutout_subject"]
+    assert subject is not None
+    x0, y0, x1, y1 = _box(subject >= 0.5)
+    alpha = _alpha(outputs / "cutout_subject.png")
+    cx0, cy0, cx1, cy1 = _box(alpha >= 128)
+    crop = Image.fromarray(alpha[cy0:cy1, cx0:cx1]).resize((x1 - x0, y1 - y0))
+    score = iou(np.asarray(crop) >= 128, subject[y0:y1, x0:x1] >= 0.5)
+    assert score >= MIN_IOU, ("cutout_subject", score)
+    # white_bg_ecomm: the flacon alone on pure white, not the sage backdrop around it.
+    subject = truth["white_bg_ecomm"]
+    assert subject is not None
+    with Image.open(outputs / "white_bg_ecomm.png") as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == 255).all()
+    x0, y0, x1, y1 = _box(subject >= 0.5)
+    dx0, dy0, dx1, dy1 = _box(pixels.min(axis=2) < 200)  # the product, not its light shadow
+    expected, got = (x1 - x0) / (y1 - y0), (dx1 - dx0) / (dy1 - dy0)
+    assert abs(got - expected) / expected < 0.1, (expected, got)
 
 
 def test_progress_is_shown(demo_run: DemoRun) -> None:
@@ -109,22 +165,52 @@ def test_progress_is_shown(demo_run: DemoRun) -> None:
         )
 
 
-class _Images(HTMLParser):
+class _Sheet(HTMLParser):
+    """The sheet's image sources, notes, and each row's badge (kind, text) by type."""
+
     def __init__(self) -> None:
         super().__init__()
         self.sources: list[str] = []
+        self.notes: list[str] = []
+        self.badges: dict[str, tuple[str, str]] = {}
+        self._row: str | None = None
+        self._in: str | None = None  # "note" or a badge's kind
+        self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img":
-            self.sources += [value for name, value in attrs if name == "src" and value]
+        values = dict(attrs)
+        if tag == "img" and values.get("src"):
+            self.sources.append(str(values["src"]))
+        elif tag == "tr" and values.get("data-type"):
+            self._row = values["data-type"]
+        elif tag == "li":
+            self._in, self._text = "note", []
+        elif tag == "p" and "badge" in (values.get("class") or "").split():
+            self._in, self._text = (values.get("class") or "").split()[-1], []
+
+    def handle_data(self, data: str) -> None:
+        if self._in is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "li" and self._in == "note":
+            self.notes.append("".join(self._text))
+            self._in = None
+        elif tag == "p" and self._in is not None and self._row is not None:
+            self.badges[self._row] = (self._in, "".join(self._text))
+            self._in = None
+
+
+def _sheet(demo_run: DemoRun) -> _Sheet:
+    parser = _Sheet()
+    parser.feed((demo_run.workdir / "contact_sheet.html").read_text(encoding="utf-8"))
+    return parser
 
 
 def test_the_contact_sheet_shows_every_input_and_output(demo_run: DemoRun) -> None:
     sheet = demo_run.workdir / "contact_sheet.html"
     assert f"Contact sheet: {sheet}" in demo_run.stdout
-    parser = _Images()
-    parser.feed(sheet.read_text(encoding="utf-8"))
-    sources = set(parser.sources)
+    sources = set(_sheet(demo_run).sources)
     for job_type in ALL_TYPES:
         assert f"outputs/{job_type}.png" in sources
     samples = {
@@ -135,13 +221,38 @@ def test_the_contact_sheet_shows_every_input_and_output(demo_run: DemoRun) -> No
         assert (sheet.parent / source).is_file(), source
     text = sheet.read_text(encoding="utf-8")
     assert text.count('class="status SUCCEEDED"') == len(ALL_TYPES)
-    # Each row names the models its workflow uses, at the versions of the lock the worker ran.
+    # Each row names the models its job ran, at the versions of the lock the worker ran.
     lock = json.loads((demo_run.workdir / "tiny-models" / "models.lock").read_text("utf-8"))
     versions = {m["model"]: m["version"] for m in lock["models"] if m["role"] == "weights"}
-    for job_type in ("object_remove", "upscale_2k"):
-        binding = json.loads((REPO / "workflows" / f"{job_type}.binding.json").read_text("utf-8"))
-        for model in binding["models"]:
-            assert f"{model} {versions[model]}" in text, (job_type, model)
+    for model in ("u2netp", "big-lama", "realesrgan-x4plus"):
+        assert f"{model} {versions[model]}" in text, model
+
+
+def test_the_sheet_says_which_outputs_come_from_a_real_model(demo_run: DemoRun) -> None:
+    """u2netp (sha256 = models.lock's) is labelled real on every mask-based row; the double's
+    random-weight big-LaMa and Real-ESRGAN are plainly not."""
+    parsed = _sheet(demo_run)
+    pinned = u2netp_entry()
+    for job_type in MASK_TYPES:
+        kind, text = parsed.badges[job_type]
+        assert kind == "real", (job_type, text)
+        assert text.startswith("real model: u2netp (danielgatis/rembg@v0.0.0, sha256 ")
+        assert pinned["sha256"][:8] in text and pinned["version"] in text
+    for job_type, model, noun in (
+        ("object_remove", "big-lama", "inpainting"),
+        ("upscale_2k", "realesrgan-x4plus", "upscale"),
+    ):
+        kind, text = parsed.badges[job_type]
+        assert kind == "unreal", (job_type, text)
+        assert text.startswith(f"no real model on this machine: {model} has random weights")
+        assert text.endswith(f"so this output shows the plumbing, not a real {noun}")
+    assert "birefnet" not in (demo_run.workdir / "contact_sheet.html").read_text("utf-8")
+    notes = " ".join(parsed.notes)
+    assert "Real trained models in this run: u2netp danielgatis/rembg@v0.0.0" in notes
+    assert "Not real on this machine: big-lama test/big-lama@0" in notes
+    for job_type in MASK_TYPES:  # the terminal summary says it too
+        assert re.search(rf"{job_type}\s+SUCCEEDED .*; real u2netp\)", demo_run.stdout)
+    assert re.search(r"object_remove\s+SUCCEEDED .*; NOT real big-lama\)", demo_run.stdout)
 
 
 def test_no_process_outlives_the_demo(demo_run: DemoRun) -> None:
@@ -152,7 +263,7 @@ def test_no_process_outlives_the_demo(demo_run: DemoRun) -> None:
     assert not alive, f"left running: {alive}"
 
 
-def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def test_ctrl_c_stops_every_process(real_u2netp: Path, tmp_path: Path) -> None:
     """Interrupt while the API starts (the double and the worker already run): the demo
     exits 130 and stops all it started."""
     proc = subprocess.Popen(
@@ -237,10 +348,128 @@ def test_samples_are_deterministic(tmp_path: Path) -> None:
     assert set(first) == set(ALL_TYPES)
     for job_type in ALL_TYPES:
         assert first[job_type].path.read_bytes() == second[job_type].path.read_bytes()
-    with Image.open(first["jpeg_to_png"].path) as logo:
-        assert logo.format == "JPEG" and logo.getpixel((1, 1)) == (255, 255, 255)
+    with Image.open(first["jpeg_to_png"].path) as jar:
+        assert jar.format == "JPEG" and jar.size == (640, 560)
     with Image.open(first["upscale_2k"].path) as small:
         assert small.size == (384, 288)
+
+
+def test_the_mask_based_samples_ask_for_the_chosen_segmenter(tmp_path: Path) -> None:
+    samples = write_samples(tmp_path / "a", ALL_TYPES)
+    for job_type, sample in samples.items():
+        if job_type in MASK_TYPES:
+            assert sample.params["segmenter"] == "u2netp"
+            assert sample.subject is not None and sample.subject.shape == sample.size[::-1]
+        else:
+            assert "segmenter" not in sample.params and sample.subject is None
+    assert samples["jpeg_to_png"].params["transparent"] == "subject"
+    birefnet = write_samples(tmp_path / "b", MASK_TYPES, segmenter="birefnet")
+    assert {s.params["segmenter"] for s in birefnet.values()} == {"birefnet"}
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        write_samples(tmp_path / "c", MASK_TYPES, segmenter="sam")
+
+
+def test_only_the_models_the_jobs_run_are_prepared(tmp_path: Path) -> None:
+    def needed(segmenter: str) -> set[str]:
+        samples = write_samples(tmp_path / segmenter, ALL_TYPES, segmenter=segmenter)
+        return comfy.models_needed({t: s.params for t, s in samples.items()})
+
+    assert needed("u2netp") == {"u2netp", "big-lama", "realesrgan-x4plus"}
+    assert needed("birefnet") == {"birefnet-general", "big-lama", "realesrgan-x4plus"}
+    # u2netp never needs the network; the others need their hosts until they are in place.
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    (comfyui / comfy.INSTALLED_MARK).write_text("v0.3.64\n", encoding="utf-8")
+    hosts = comfy.hosts_to_reach(
+        comfyui_to_clone=comfyui, fetch_into=comfyui / "models", models={"u2netp"}
+    )
+    assert hosts == []
+    hosts = comfy.hosts_to_reach(
+        comfyui_to_clone=tmp_path / "none", fetch_into=comfyui / "models", models=needed("birefnet")
+    )
+    assert hosts == ["github.com", "huggingface.co"]
+
+
+def test_real_mode_takes_u2netp_from_the_checkout(real_u2netp: Path, tmp_path: Path) -> None:
+    """No download and no MODELS_DIR needed for u2netp: it is copied into ComfyUI's models
+    folder, replacing a stale file."""
+    comfyui = tmp_path / "ComfyUI"
+    target = comfyui / "models" / u2netp_entry()["dest"]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"stale")
+    children = Children(tmp_path / "logs", tmp_path / "pids.json")
+    comfy.prepare_models(children, comfyui, None, {"u2netp"}, {})
+    assert target.read_bytes() == real_u2netp.read_bytes()
+    assert not (tmp_path / "pids.json").exists()  # nothing fetched
+
+
+def test_a_missing_u2netp_fails_set_up_naming_bootstrap(tmp_path: Path) -> None:
+    """As on a checkout where scripts/bootstrap.sh has not run: exit 2 before anything starts."""
+    code = (
+        "import sys; sys.path.insert(0, 'scripts');"
+        "import tests.fakes.real_models as real; real.find_u2netp = lambda *a, **k: None;"
+        "import demo; sys.exit(demo.main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--double", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "run `bash scripts/bootstrap.sh`" in proc.stdout
+    assert not (tmp_path / "pids.json").exists()
+
+
+def test_the_help_says_why_u2netp_is_the_default() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(DEMO), "--help"], capture_output=True, text=True, timeout=60
+    )
+    help_text = " ".join(proc.stdout.split())
+    assert "--segmenter {u2netp,birefnet}" in help_text
+    assert "default u2netp: the real trained model every machine has after" in help_text
+    assert "runs on a CPU" in help_text
+
+
+def test_the_worker_serves_only_the_chosen_segmenter() -> None:
+    env = worker_env({}, comfy.ComfyTarget("t"), ["bg_remove"], "u2netp")
+    assert env["SEGMENTERS"] == "u2netp" and env["ENABLED_TYPES"] == "bg_remove"
+
+
+def test_a_model_is_real_only_when_its_sha256_is_the_locks() -> None:
+    pinned = pinned_sha256()
+    entry = u2netp_entry()
+    real = {"name": "u2netp", "version": entry["version"], "sha256": entry["sha256"]}
+    tiny = {"name": "big-lama", "version": "test/big-lama@0", "sha256": "ab" * 32}
+    [u2netp] = label_models([real], pinned)
+    [lama] = label_models([tiny], pinned)
+    assert u2netp.real and not lama.real
+    assert badge("bg_remove", "SUCCEEDED", [u2netp], double=True) == Badge(
+        "real", f"real model: u2netp ({entry['version']}, sha256 {entry['sha256'][:8]}…)"
+    )
+    said = badge("object_remove", "SUCCEEDED", [lama], double=True)
+    assert said is not None and said.kind == "unreal"
+    assert "big-lama has random weights here" in said.text
+    assert said.text.endswith("not a real inpainting")
+    # Not the pinned file outside the double: still not real, said without guessing why.
+    said = badge("object_remove", "SUCCEEDED", [lama], double=False)
+    assert said is not None and said.kind == "unreal" and "random" not in said.text
+    # The same name and version with another hash is not real either; no hash, no claim.
+    [forged] = label_models([{**real, "sha256": "00" * 32}], pinned)
+    [unhashed] = label_models([{**real, "sha256": None}], pinned)
+    [unknown] = label_models([{"name": "sam", "version": "1", "sha256": "11" * 32}], pinned)
+    assert not forged.real and not unhashed.real and not unknown.real
+    assert "not in models.lock" in unknown.text
+    # No model: said so for a success, nothing for a failure.
+    assert badge("jpeg_to_png", "SUCCEEDED", [], double=True) == Badge(
+        "none", "no model: this output comes from plain image operations"
+    )
+    assert badge("bg_remove", "FAILED", [], double=True) is None
+    notes = run_notes([[u2netp], [lama]], double=True)
+    assert notes[0].startswith("Real trained models in this run: u2netp ")
+    assert notes[1].startswith("Not real on this machine: big-lama test/big-lama@0.")
 
 
 def test_the_sheet_escapes_what_it_shows() -> None:
@@ -249,9 +478,11 @@ def test_the_sheet_escapes_what_it_shows() -> None:
         status="FAILED",
         before=Picture("samples/a%20b.png", 10, 20),
         error='NODE_ERROR: <script>alert("x")</script>',
+        badge=Badge("unreal", "no real model: <img src=x>"),
     )
     html = render_sheet([row], title="t & <t>", notes=["<b>n</b>"])
     assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img src=x>" not in html and "&lt;img src=x&gt;" in html
     assert "t &amp; &lt;t&gt;" in html and "&lt;b&gt;n&lt;/b&gt;" in html
     assert 'src="samples/a%20b.png"' in html and "no output" in html
 

@@ -163,13 +163,26 @@ def clean_env(*settings_models: type[Any]) -> dict[str, str]:
 
 def build_models(models_dir: Path, types: Sequence[str]) -> Path:
     """Tiny models for `types` under models_dir; returns the models.lock path."""
+    from tests.fakes.real_models import install_u2netp
     from tests.fakes.tiny_models import birefnet_lock_entries, build_birefnet_standin, write_lock
     from tests.fakes.worker_stack import BIREFNET_DIR, build_tiny_models
 
     if set(types) - _BIREFNET_ONLY:
         return build_tiny_models(models_dir)
     build_birefnet_standin(models_dir / BIREFNET_DIR)
-    return write_lock(models_dir / "models.lock", birefnet_lock_entries(models_dir, BIREFNET_DIR))
+    entries = birefnet_lock_entries(models_dir, BIREFNET_DIR)
+    u2netp = install_u2netp(models_dir)  # the real one, when bootstrap fetched it
+    return write_lock(models_dir / "models.lock", [*entries, *([u2netp] if u2netp else [])])
+
+
+# Segmenter names (params.segmenter) and the models.lock model each one loads.
+_SEGMENTER_MODELS = {"birefnet": "birefnet-general", "u2netp": "u2netp"}
+
+
+def served_segmenters(lock: Path) -> str:
+    """SEGMENTERS for a worker on `lock`: those whose model the lock lists."""
+    listed = {entry["model"] for entry in json.loads(lock.read_text())["models"]}
+    return ",".join(name for name, model in _SEGMENTER_MODELS.items() if model in listed)
 
 
 @dataclass
@@ -237,6 +250,7 @@ def worker_env(
         "COMFYUI_OUTPUT_DIR": str(double.output_dir),
         "ENABLED_TYPES": ",".join(types),
         "MODELS_LOCK": str(lock),
+        "SEGMENTERS": served_segmenters(lock),
         # Inputs are presigned GETs on the loopback S3 server.
         "ALLOW_HTTP_INPUTS": "true",
         "URL_ALLOWLIST": "127.0.0.0/8",
