@@ -3,6 +3,11 @@
 Child mode starts `COMFYUI_PYTHON main.py --listen 127.0.0.1 --port P ...` in COMFYUI_DIR in
 its own process group, streams its output to our log, waits until GET /system_stats answers,
 restarts it (bounded, with backoff) when it dies, and stops the whole group on shutdown.
+
+It adopts only its own child: a port that another process already holds is an error naming
+the port and the holder (no silent move to another port: the port is configuration, and a
+stranger there is usually a leftover ComfyUI sharing the GPU), and the server that answers
+must be the child (its process group holds the listening socket; without /proc, its argv).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from handler.comfy import ports
 from handler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,7 @@ child_log = logging.getLogger("handler.comfy.comfyui")
 State = Literal["starting", "ready", "restarting", "failed", "attached", "stopped"]
 TAIL_LINES = 20
 READER_DRAIN_S = 2.0
+LOOPBACK = "127.0.0.1"
 
 
 class ComfyStartError(RuntimeError):
@@ -66,7 +73,7 @@ class ComfySupervisor:
     def base_url(self) -> str:
         if self.settings.comfyui_url is not None:
             return self.settings.comfyui_url.rstrip("/")
-        return f"http://127.0.0.1:{self.settings.comfyui_port}"
+        return f"http://{LOOPBACK}:{self.settings.comfyui_port}"
 
     def _folder(self, configured: Path | None, name: str) -> Path | None:
         if configured is not None:
@@ -100,7 +107,7 @@ class ComfySupervisor:
     def command(self) -> list[str]:
         """The child's command line (flags as documented for ComfyUI 0.3.64)."""
         s = self.settings
-        cmd = [s.comfyui_python, "main.py", "--listen", "127.0.0.1", "--port", str(s.comfyui_port)]
+        cmd = [s.comfyui_python, "main.py", "--listen", LOOPBACK, "--port", str(s.comfyui_port)]
         cmd += ["--disable-metadata", "--disable-api-nodes"]
         if s.comfyui_input_dir is not None:
             cmd += ["--input-directory", str(s.comfyui_input_dir)]
@@ -146,8 +153,21 @@ class ComfySupervisor:
             await self._terminate()
             raise
 
+    def _check_port_free(self) -> None:
+        port = self.settings.comfyui_port
+        if ports.port_is_free(LOOPBACK, port):
+            return
+        holders = ports.listeners(port) or set()
+        who = "; ".join(ports.describe(pid) for pid in sorted(holders)) or "a process we cannot see"
+        raise ComfyStartError(
+            f"port {port} on {LOOPBACK} is already in use ({who}); the worker starts its own "
+            f"ComfyUI there and adopts no other server: stop that process or set COMFYUI_PORT "
+            f"to a free port"
+        )
+
     async def _spawn(self) -> None:
         assert self.settings.comfyui_dir is not None
+        self._check_port_free()
         cmd = self.command()
         log.info("starting ComfyUI: %s (in %s)", " ".join(cmd), self.settings.comfyui_dir)
         self._tail.clear()
@@ -162,6 +182,7 @@ class ComfySupervisor:
             )
         except OSError as exc:
             raise ComfyStartError(f"could not start ComfyUI: {exc}") from exc
+        log.info("ComfyUI started (pid %d)", self._process.pid)
         self._reader = asyncio.create_task(self._pump(self._process), name="comfyui-log")
 
     async def _pump(self, process: asyncio.subprocess.Process) -> None:
@@ -183,6 +204,8 @@ class ComfySupervisor:
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.base_url}/system_stats")
                     if response.status_code == 200:
+                        if process is not None:
+                            self._check_answered_by(process, response)
                         return
                 if asyncio.get_running_loop().time() >= deadline:
                     raise ComfyStartError(
@@ -190,6 +213,27 @@ class ComfySupervisor:
                         f"{self.settings.comfyui_start_timeout_s:g} s"
                     )
                 await asyncio.sleep(self.poll_interval_s)
+
+    def _check_answered_by(
+        self, process: asyncio.subprocess.Process, response: httpx.Response
+    ) -> None:
+        """Raise unless the server answering on our port is `process` (or its group)."""
+        port = self.settings.comfyui_port
+        holders = ports.listeners(port)
+        if holders is not None:
+            if any(_group_of(pid) == process.pid for pid in holders):
+                return
+            who = "; ".join(ports.describe(pid) for pid in sorted(holders))
+            why = f"the listening socket belongs to {who or 'a process we cannot see'}"
+        else:  # no /proc: the argv ComfyUI reports must be the one we gave it
+            argv = _reported_argv(response)
+            if argv is not None and argv[1:] == self.command()[2:]:
+                return
+            why = f"it reports argv {argv!r}"
+        raise ComfyStartError(
+            f"a server that is not the ComfyUI the worker started (pid {process.pid}) answers "
+            f"on port {port}: {why}; not adopting it (stop it or set COMFYUI_PORT)"
+        )
 
     async def _watch(self) -> None:
         """Restart the child when it dies; give up after max_restarts failed starts in a row."""
@@ -245,3 +289,19 @@ class ComfySupervisor:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._reader, READER_DRAIN_S)
         self._process = None
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _reported_argv(response: httpx.Response) -> list[str] | None:
+    """ComfyUI's /system_stats reports its sys.argv as system.argv."""
+    try:
+        argv = response.json()["system"]["argv"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [str(part) for part in argv] if isinstance(argv, list) else None

@@ -11,6 +11,7 @@ from handler.runtime import StartupError, WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
 from tests.fakes.comfy_double import ComfyDouble, Faults, free_port, serve_in_thread
 from tests.fakes.real_models import find_u2netp
+from tests.fakes.stranger import stranger_on
 
 
 def test_attach_validate_and_warm_up_every_type(double: ComfyDouble) -> None:
@@ -106,6 +107,31 @@ def test_child_comfyui_that_never_gets_ready_is_reported(tmp_path: Path) -> None
     with pytest.raises(StartupError, match="ComfyUI did not start"):
         runtime.start()
     runtime.stop()
+
+
+def test_a_stranger_on_the_child_port_is_never_validated_against(tmp_path: Path) -> None:
+    """Child mode with COMFYUI_PORT held by another server that answers /system_stats (as a
+    leftover ComfyUI on 8188 would): the worker refuses to start, naming the port, and never
+    validates workflows or warms up against that server."""
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text("raise SystemExit('the worker must not start me')\n")
+    with stranger_on() as stranger:
+        settings = Settings(
+            comfyui_dir=comfy,
+            comfyui_python="python3",
+            comfyui_port=stranger.port,
+            workflows_dir=REPO_ROOT / "workflows",
+        )
+        runtime = WorkerRuntime(settings)
+        with pytest.raises(StartupError) as info:
+            runtime.start()
+        runtime.stop()
+    message = str(info.value)
+    assert message.startswith("ComfyUI did not start: ")
+    assert f"port {stranger.port} on 127.0.0.1 is already in use" in message
+    assert "set COMFYUI_PORT to a free port" in message
+    assert stranger.requested == []  # no /object_info, no /prompt: nothing trusted it
 
 
 def test_without_comfyui_configured_the_reason_is_clear() -> None:
