@@ -208,7 +208,9 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
         children,
         stack.worker_env(base_env, target, types, args.segmenter),
         workdir=workdir,
-        deadline_s=120 if args.double else 1800,
+        # Only for a worker that hangs while alive (one that exits fails at once, and the wait
+        # says every 5 s what it waits for): warming up every type takes minutes on a busy CPU.
+        deadline_s=600 if args.double else 1800,
     )
     log.info(
         "    worker ready on port %d (runpod local API) after %.0f s",
@@ -339,9 +341,15 @@ def _keep_running(api: stack.Api, workdir: Path, still_ok: Callable[[], None]) -
     key_file = workdir / "api" / "demo-api-key"
     key_file.touch(mode=0o600)
     key_file.write_text(api.api_key + "\n", encoding="utf-8")
+    # The API's port is free-picked: scripts and the README's walkthrough read it from here.
+    (workdir / "api" / "demo-api-url").write_text(api.url + "\n", encoding="utf-8")
     log.info("")
     log.info("The stack keeps running; Ctrl-C stops it. API %s (OpenAPI: /openapi.json)", api.url)
-    log.info("The demo user's API key is in %s (readable by you only). Try:", key_file)
+    log.info(
+        "Its URL is in %s; the demo user's API key in %s (readable by you only). Try:",
+        workdir / "api" / "demo-api-url",
+        key_file,
+    )
     log.info('  curl -H "Authorization: Bearer $(cat %s)" %s/api/me', key_file, api.url)
     try:
         while True:

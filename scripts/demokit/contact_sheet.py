@@ -2,8 +2,10 @@
 
 Images are linked by relative paths (the sheet sits beside the samples/ and outputs/ folders),
 shown over a checkerboard so transparency is visible. Each row can carry a badge above its
-output saying plainly whether a real model made it (provenance.py decides which). Pure
-rendering: no I/O but `write_sheet`.
+output saying plainly whether a real model made it (provenance.py decides which). Every time
+shown says what it covers (a tooltip, and a legend under the table), and each row shows what
+of the control plane's "run" the worker's stages do not account for, so the numbers
+reconcile. Pure rendering: no I/O but `write_sheet`.
 """
 
 from __future__ import annotations
@@ -53,7 +55,31 @@ code { font-size: 12px; }
 .badge.unreal { background: #fff4e0; border-color: #f0b85a; color: #6b3d00; }
 .badge.none { background: #f0f0f0; border-color: #d0d0d0; color: #444; }
 .badge b { font-weight: 700; }
+dt[title] { cursor: help; text-decoration: underline dotted; }
+.legend { color: #555; font-size: 13px; margin: 18px 0 0; max-width: 70em; }
+.legend h2 { font-size: 15px; margin: 0 0 6px; }
+.legend dl { grid-template-columns: max-content 1fr; }
 """
+
+OUTSIDE = "outside worker stages"
+# What each time covers (tooltips and legend). The control plane's times come from the job's
+# state changes; the worker's are what it measured itself and reported with the result.
+TIMING_HELP = {
+    "queue": "control plane: from the submission (QUEUED) until the dispatcher had handed the "
+    "job to Runpod (RUNNING)",
+    "run": "control plane: from RUNNING until the result came back; the worker's stages below, "
+    f"plus what they do not cover ({OUTSIDE})",
+    "total": "control plane: queue + run, from the submission to the result",
+    "worker download": "worker: fetching the input images",
+    "worker queue": "worker: handing the pixels to ComfyUI and waiting in ComfyUI's queue "
+    "(ComfyUI runs one prompt at a time, so jobs submitted together wait here for each other)",
+    "worker execute": "worker: ComfyUI running the workflow (the job's GPU seconds)",
+    "worker collect": "worker: reading the outputs back from ComfyUI",
+    "worker encode": "worker: encoding the output files (PNG, JPEG or WebP)",
+    "worker upload": "worker: storing the output files",
+    OUTSIDE: "run minus the worker's stages: waiting in Runpod's queue for the worker, the "
+    "worker's checks before the download, and delivering the result to the control plane",
+}
 
 
 @dataclass(frozen=True)
@@ -105,21 +131,51 @@ def _seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f} s"
 
 
+def _timings(row: SheetRow) -> list[tuple[str, float | None]]:
+    """The row's times by label, control plane first, then the worker's and the remainder."""
+    keys = [key for key in ("queue_s", "run_s", "total_s") if key in row.timings]
+    shown = [(key.removesuffix("_s"), row.timings[key]) for key in keys]
+    shown += [(f"worker {stage}", value) for stage, value in row.worker_timings.items()]
+    run = row.timings.get("run_s")
+    if run is not None and row.worker_timings:
+        shown.append((OUTSIDE, run - sum(row.worker_timings.values())))
+    return shown
+
+
+def _help(label: str) -> str:
+    return TIMING_HELP.get(label, f"{label}: as the worker reported it")
+
+
 def _details(row: SheetRow) -> str:
-    items = [("status", f'<span class="status {escape(row.status)}">{escape(row.status)}</span>')]
-    for key in ("queue_s", "run_s", "total_s"):
-        if key in row.timings:
-            items.append((key.removesuffix("_s"), escape(_seconds(row.timings[key]))))
-    for stage, value in row.worker_timings.items():
-        items.append((f"worker {stage}", escape(_seconds(value))))
+    status = f'<span class="status {escape(row.status)}">{escape(row.status)}</span>'
+    items: list[tuple[str, str, str | None]] = [("status", status, None)]
+    for label, value in _timings(row):
+        items.append((label, escape(_seconds(value)), _help(label)))
     if row.models:
-        items.append(("models", "<br>".join(escape(m) for m in row.models)))
+        items.append(("models", "<br>".join(escape(m) for m in row.models), None))
     if row.params:
         shown = ", ".join(f"{k}={v}" for k, v in row.params.items())
-        items.append(("params", f"<code>{escape(shown)}</code>"))
-    body = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in items)
+        items.append(("params", f"<code>{escape(shown)}</code>", None))
+    body = "".join(f"<dt{_title(tip)}>{escape(k)}</dt><dd>{v}</dd>" for k, v, tip in items)
     error = f'<p class="error">{escape(row.error)}</p>' if row.error else ""
     return f"<dl>{body}</dl>{error}"
+
+
+def _title(tip: str | None) -> str:
+    return "" if tip is None else f' title="{escape(tip)}"'
+
+
+def _legend(rows: list[SheetRow]) -> str:
+    """What each time on the sheet covers, for the labels the sheet shows."""
+    labels = dict.fromkeys(label for row in rows for label, _ in _timings(row))
+    if not labels:
+        return ""
+    items = "".join(f"<dt>{escape(label)}</dt><dd>{escape(_help(label))}</dd>" for label in labels)
+    return (
+        '<section class="legend"><h2>What the times cover</h2>'
+        f"<p>total = queue + run; run = the worker's stages + {OUTSIDE}.</p>"
+        f"<dl>{items}</dl></section>"
+    )
 
 
 def _badge(badge: Badge | None) -> str:
@@ -151,7 +207,7 @@ def render_sheet(rows: list[SheetRow], *, title: str, notes: list[str] | None = 
         f"<h1>{escape(title)}</h1>"
         f'<ul class="notes">{note_items}</ul>'
         "<table><thead><tr><th>type</th><th>before</th><th>after</th><th>details</th></tr>"
-        f"</thead><tbody>{''.join(body_rows)}</tbody></table></body></html>\n"
+        f"</thead><tbody>{''.join(body_rows)}</tbody></table>{_legend(rows)}</body></html>\n"
     )
 
 

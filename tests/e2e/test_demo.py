@@ -16,8 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,17 +27,17 @@ from PIL import Image
 from handler.quality.checks import iou
 from handler.settings import ALL_TYPES
 from scripts.demokit import comfy
-from scripts.demokit.contact_sheet import Badge, Picture, SheetRow, render_sheet
+from scripts.demokit.contact_sheet import TIMING_HELP, Badge, Picture, SheetRow, render_sheet
 from scripts.demokit.procs import Children, still_running
 from scripts.demokit.provenance import badge, label_models, pinned_sha256, run_notes
 from scripts.demokit.results import Result, summary
 from scripts.demokit.samples import MASK_TYPES, write_samples
 from scripts.demokit.stack import clean_env, worker_env
 from tests.fakes.real_models import require_u2netp, u2netp_entry
+from tests.fakes.watched import STOP_S, Watched
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scripts" / "demo.py"
-RUN_TIMEOUT_S = 300  # generous for a noisy shared machine; the run itself takes ~30 s
 
 
 @dataclass
@@ -57,29 +55,18 @@ def real_u2netp() -> Path:
 @pytest.fixture(scope="module")
 def demo_run(real_u2netp: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     workdir = tmp_path_factory.mktemp("demo")
-    proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--double", "--workdir", str(workdir)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = _start_demo(workdir)
     try:
-        stdout, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+        code = demo.wait_exit("the demo's end")
     finally:
-        _stop(proc)
-    return DemoRun(workdir, proc.returncode, stdout)
+        demo.stop()
+    return DemoRun(workdir, code, demo.output)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM first, so a demo that overran still stops its own children."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _start_demo(workdir: Path) -> Watched:
+    """The demo with the double; its waits catch hangs, never slowness (tests/fakes/watched)."""
+    argv = [sys.executable, str(DEMO), "--double", "--workdir", str(workdir)]
+    return Watched(argv, cwd=REPO, what="the demo")
 
 
 def _records(workdir: Path) -> list[dict]:
@@ -221,6 +208,8 @@ def test_the_contact_sheet_shows_every_input_and_output(demo_run: DemoRun) -> No
         assert (sheet.parent / source).is_file(), source
     text = sheet.read_text(encoding="utf-8")
     assert text.count('class="status SUCCEEDED"') == len(ALL_TYPES)
+    assert text.count("<dt title=") >= 10 * len(ALL_TYPES)  # each row's times say what they cover
+    assert "What the times cover" in text
     # Each row names the models its job ran, at the versions of the lock the worker ran.
     lock = json.loads((demo_run.workdir / "tiny-models" / "models.lock").read_text("utf-8"))
     versions = {m["model"]: m["version"] for m in lock["models"] if m["role"] == "weights"}
@@ -266,30 +255,19 @@ def test_no_process_outlives_the_demo(demo_run: DemoRun) -> None:
 def test_ctrl_c_stops_every_process(real_u2netp: Path, tmp_path: Path) -> None:
     """Interrupt while the API starts (the double and the worker already run): the demo
     exits 130 and stops all it started."""
-    proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--double", "--workdir", str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
+    demo = _start_demo(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while not any(r["name"] == "api-serve" for r in _safe_records(tmp_path)):
-            assert proc.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "the API never started:\n" + "".join(lines)
-            time.sleep(0.1)
+        demo.wait_for(
+            lambda: any(r["name"] == "api-serve" for r in _safe_records(tmp_path)),
+            "the API's start",
+        )
         running = {r["name"] for r in _safe_records(tmp_path) if still_running(r)}
         assert {"comfyui-double", "worker", "api-serve"} <= running
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
+        demo.proc.send_signal(signal.SIGINT)
+        code = demo.wait_exit("the demo's exit after SIGINT", cap_s=STOP_S)
     finally:
-        _stop(proc)
-    reader.join(timeout=5)
-    output = "".join(lines)
+        demo.stop()
+    output = demo.output
     assert code == 130, output
     assert "interrupted (SIGINT)" in output and "==> stopping" in output
     alive = [r for r in _records(tmp_path) if still_running(r)]
@@ -316,7 +294,7 @@ def test_unknown_types_are_refused_before_anything_starts(tmp_path: Path) -> Non
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STOP_S,  # only catches a hang: it exits while parsing its arguments
         check=False,
     )
     assert proc.returncode == 2
@@ -415,7 +393,7 @@ def test_a_missing_u2netp_fails_set_up_naming_bootstrap(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=STOP_S,  # only catches a hang: it stops before starting anything
         check=False,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -425,7 +403,7 @@ def test_a_missing_u2netp_fails_set_up_naming_bootstrap(tmp_path: Path) -> None:
 
 def test_the_help_says_why_u2netp_is_the_default() -> None:
     proc = subprocess.run(
-        [sys.executable, str(DEMO), "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(DEMO), "--help"], capture_output=True, text=True, timeout=STOP_S
     )
     help_text = " ".join(proc.stdout.split())
     assert "--segmenter {u2netp,birefnet}" in help_text
@@ -485,6 +463,82 @@ def test_the_sheet_escapes_what_it_shows() -> None:
     assert "<img src=x>" not in html and "&lt;img src=x&gt;" in html
     assert "t &amp; &lt;t&gt;" in html and "&lt;b&gt;n&lt;/b&gt;" in html
     assert 'src="samples/a%20b.png"' in html and "no output" in html
+
+
+class _Times(HTMLParser):
+    """Each details label with its tooltip and value, and the legend's label: meaning pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.details: list[tuple[str, str | None, str]] = []  # (label, tooltip, value)
+        self.legend: dict[str, str] = {}
+        self.legend_text: list[str] = []
+        self._where = "table"
+        self._tag: str | None = None
+        self._tip: str | None = None
+        self._label = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section" and ("class", "legend") in attrs:
+            self._where = "legend"
+        self._tag = tag
+        if tag == "dt":
+            self._tip = dict(attrs).get("title")
+
+    def handle_data(self, data: str) -> None:
+        if self._where == "legend":
+            self.legend_text.append(data)
+        if self._tag == "dt":
+            self._label = data
+        elif self._tag in ("dd", "span") and self._label:
+            if self._where == "legend":
+                self.legend[self._label] = data
+            else:
+                self.details.append((self._label, self._tip, data))
+            self._label = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        self._tag = None
+
+
+def test_the_sheet_says_what_each_time_covers_and_they_reconcile() -> None:
+    """The control plane's run includes the worker's stages; each time carries a tooltip and
+    a legend line, and the part of run outside the worker's stages is shown."""
+    worker = {
+        "download": 0.12,
+        "queue": 10.58,
+        "execute": 1.02,
+        "collect": 0.01,
+        "encode": 0.02,
+        "upload": 0.03,
+    }
+    row = SheetRow(
+        "bg_remove",
+        "SUCCEEDED",
+        Picture("samples/x.png"),
+        timings={"queue_s": 1.21, "run_s": 12.10, "total_s": 13.31},
+        worker_timings=worker,
+    )
+    parsed = _Times()
+    parsed.feed(render_sheet([row], title="t"))
+    shown = {label: (tip, value) for label, tip, value in parsed.details if label != "status"}
+    timing_labels = ["queue", "run", "total"] + [f"worker {s}" for s in worker]
+    assert list(shown) == [*timing_labels, "outside worker stages"]
+    for label, (tip, _) in shown.items():
+        assert tip == TIMING_HELP[label], label  # every time has its tooltip
+        assert parsed.legend[label] == TIMING_HELP[label]  # and its legend line
+    assert shown["outside worker stages"][1] == f"{12.10 - sum(worker.values()):.2f} s"
+    # The words that let a reader add them up.
+    legend = "".join(parsed.legend_text)
+    assert "total = queue + run; run = the worker's stages + outside worker stages." in legend
+    assert "QUEUED" in TIMING_HELP["queue"] and "Runpod" in TIMING_HELP["queue"]
+    assert "the worker's stages" in TIMING_HELP["run"]
+    assert "ComfyUI's queue" in TIMING_HELP["worker queue"]
+    assert "GPU seconds" in TIMING_HELP["worker execute"]
+    # No times, no legend: a failed job before it ran.
+    bare = SheetRow("bg_remove", "FAILED", Picture("samples/x.png"), timings={"queue_s": None})
+    assert "What the times cover" in render_sheet([row, bare], title="t")
+    assert "What the times cover" not in render_sheet([_result("FAILED").row], title="t")
 
 
 def _result(status: str, *, error: str | None = None, outputs: int = 1) -> Result:
