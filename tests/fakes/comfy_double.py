@@ -101,6 +101,9 @@ class Faults:
 
     slow: seconds a node sleeps before running; an interrupt takes effect only when the next
       node starts, as in ComfyUI.
+    hold: an Event a node waits for before running (in-process tests only): the test decides
+      when it finishes, so "still running" or "still queued" never depends on the machine's
+      speed.
     fail: message of a DoubleInjectedError the node raises (an `execution_error`).
     drop_ws_at: websocket message type; the first such message of a prompt is not sent and the
       prompt's socket is closed instead (one shot).
@@ -110,6 +113,7 @@ class Faults:
     """
 
     slow: dict[str, float] = field(default_factory=dict)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
     fail: dict[str, str] = field(default_factory=dict)
     drop_ws_at: str | None = None
     silent_from: str | None = None
@@ -117,7 +121,7 @@ class Faults:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Faults:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"hold"}  # Events do not travel as JSON
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault fields: {unknown}")
@@ -794,6 +798,9 @@ class ComfyDouble:
                 delay = faults.slow.get(node_id, faults.slow.get(class_type))
                 if delay:
                     self._closing.wait(delay)
+                held = faults.hold.get(node_id, faults.hold.get(class_type))
+                while held is not None and not held.wait(0.05) and not self._closing.is_set():
+                    pass
                 message = faults.fail.get(node_id, faults.fail.get(class_type))
                 if message is not None:
                     raise DoubleInjectedError(message)

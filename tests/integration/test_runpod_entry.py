@@ -94,7 +94,7 @@ def served_worker(double, s3, tmp_path) -> Iterator[str]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # catches a hang only; start-up takes seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"worker exited: {proc.stderr.read()[-3000:]}")
@@ -103,11 +103,14 @@ def served_worker(double, s3, tmp_path) -> Iterator[str]:
             break
         except httpx.HTTPError:
             time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("hung: runpod's local API did not answer within 600 s")
     try:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=300)
 
 
 def test_rp_serve_api_runs_jobs_over_http(served_worker, s3) -> None:

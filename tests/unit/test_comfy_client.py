@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +184,16 @@ async def test_node_error_message_hides_server_paths(client: ComfyClient, double
 
 
 async def test_timeout_interrupts_the_running_prompt(client: ComfyClient, double: ComfyDouble):
-    double.faults = Faults(slow={"2": 1.0})
+    # Node 2 runs until released, so the prompt is still running when the timeout fires,
+    # however slow the machine; the 3 s only has to cover queueing the prompt.
+    release = threading.Event()
+    double.faults = Faults(hold={"2": release})
     image = await client.upload_image(rgba_png(), "in.png", "")
-    with pytest.raises(JobError) as caught:
-        await client.run_prompt(cutout_prompt(image), timeout_s=0.4)
+    try:
+        with pytest.raises(JobError) as caught:
+            await client.run_prompt(cutout_prompt(image), timeout_s=3)
+    finally:
+        release.set()
     assert caught.value.code is ErrorCode.TIMEOUT
     [prompt_id] = posted_prompt_ids(double)
     assert cleanup_calls(double, prompt_id) == ["delete", "interrupt"]
@@ -197,7 +204,9 @@ async def test_timeout_interrupts_the_running_prompt(client: ComfyClient, double
 
 
 async def test_timeout_removes_a_still_queued_prompt(client: ComfyClient, double: ComfyDouble):
-    double.faults = Faults(slow={"blocker": 0.8})
+    # The blocker runs until released: our prompt is still queued behind it when it times out.
+    release = threading.Event()
+    double.faults = Faults(hold={"blocker": release})
     image = await client.upload_image(rgba_png(), "in.png", "")
     blocker = {
         "blocker": {"class_type": "LoadImage", "inputs": {"image": image}},
@@ -206,8 +215,11 @@ async def test_timeout_removes_a_still_queued_prompt(client: ComfyClient, double
     async with httpx.AsyncClient(trust_env=False) as http:
         queued = await http.post(f"{double.base_url}/prompt", json={"prompt": blocker})
     blocker_id = queued.json()["prompt_id"]
-    with pytest.raises(JobError) as caught:
-        await client.run_prompt(cutout_prompt(image), timeout_s=0.3)
+    try:
+        with pytest.raises(JobError) as caught:
+            await client.run_prompt(cutout_prompt(image), timeout_s=0.3)
+    finally:
+        release.set()
     assert caught.value.code is ErrorCode.TIMEOUT
     [prompt_id] = [p for p in posted_prompt_ids(double) if p is not None]
     assert cleanup_calls(double, prompt_id) == ["delete", "interrupt"]
@@ -216,7 +228,8 @@ async def test_timeout_removes_a_still_queued_prompt(client: ComfyClient, double
 
 
 async def test_cancellation_interrupts_and_reraises(client: ComfyClient, double: ComfyDouble):
-    double.faults = Faults(slow={"2": 1.0})
+    release = threading.Event()  # node 2 runs until released: still running when we act
+    double.faults = Faults(hold={"2": release})
     image = await client.upload_image(rgba_png(), "in.png", "")
     running = asyncio.Event()
 
@@ -227,10 +240,11 @@ async def test_cancellation_interrupts_and_reraises(client: ComfyClient, double:
     task = asyncio.create_task(
         client.run_prompt(cutout_prompt(image), timeout_s=30, on_progress=progress)
     )
-    await asyncio.wait_for(running.wait(), 10)
+    await asyncio.wait_for(running.wait(), 300)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    release.set()
     [prompt_id] = posted_prompt_ids(double)
     assert cleanup_calls(double, prompt_id) == ["delete", "interrupt"]
     entry = await wait_for_history(client, prompt_id)
@@ -238,7 +252,8 @@ async def test_cancellation_interrupts_and_reraises(client: ComfyClient, double:
 
 
 async def test_interrupt_by_someone_else_is_cancelled(client: ComfyClient, double: ComfyDouble):
-    double.faults = Faults(slow={"2": 1.0})
+    release = threading.Event()  # node 2 runs until released: still running when we act
+    double.faults = Faults(hold={"2": release})
     image = await client.upload_image(rgba_png(), "in.png", "")
     running = asyncio.Event()
 
@@ -248,9 +263,10 @@ async def test_interrupt_by_someone_else_is_cancelled(client: ComfyClient, doubl
 
     prompt = cutout_prompt(image)
     task = asyncio.create_task(client.run_prompt(prompt, timeout_s=30, on_progress=progress))
-    await asyncio.wait_for(running.wait(), 10)
+    await asyncio.wait_for(running.wait(), 300)
     async with httpx.AsyncClient(trust_env=False) as http:
         await http.post(f"{double.base_url}/interrupt")  # a global interrupt
+    release.set()
     with pytest.raises(JobError) as caught:
         await task
     assert caught.value.code is ErrorCode.CANCELLED

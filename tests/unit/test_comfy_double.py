@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -362,17 +363,19 @@ async def test_corrupt_input_fails_in_load_image(double):
 
 
 async def test_targeted_interrupt_lands_when_the_running_node_finishes(double):
-    double.faults = Faults(slow={"2": 0.5})
+    release = threading.Event()  # node 2 runs until released: still running at the interrupt
+    double.faults = Faults(hold={"2": release})
     async with Recorder(double) as rec:
         response = await rec.post(chain())
         prompt_id = response.json()["prompt_id"]
         frames: list[tuple[str, Any]] = []
         while not any(k == "executing" and d["node"] == "2" for k, d in frames):
-            message = json.loads(await asyncio.wait_for(rec.ws.recv(), 5))
+            message = json.loads(await asyncio.wait_for(rec.ws.recv(), 300))
             frames.append((message["type"], message["data"]))
         other = await rec.http.post("/interrupt", json={"prompt_id": "not-running"})
         assert (other.status_code, other.text) == (200, "")
         await rec.http.post("/interrupt", json={"prompt_id": prompt_id})
+        release.set()
         frames += await rec.frames_until_done(prompt_id)
         status = (await rec.history(prompt_id))[prompt_id]["status"]
     assert kinds(frames)[-6:] == [
@@ -392,7 +395,8 @@ async def test_targeted_interrupt_lands_when_the_running_node_finishes(double):
 
 
 async def test_queue_shape_and_delete_of_pending_prompt(double):
-    double.faults = Faults(slow={"2": 0.4})
+    release = threading.Event()  # the first prompt runs until released: the second waits
+    double.faults = Faults(hold={"2": release})
     other = {
         "4": {"class_type": "LoadImage", "inputs": {"image": "sample_input.png"}},
         "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "b"}},
@@ -406,6 +410,7 @@ async def test_queue_shape_and_delete_of_pending_prompt(double):
         assert len(queue["queue_pending"][0]) == 5
         assert (await rec.http.post("/queue", json={"delete": [pending]})).status_code == 200
         assert (await rec.http.get("/queue")).json()["queue_pending"] == []
+        release.set()
         await rec.frames_until_done(running)
         assert await rec.history(pending) == {}
         assert running in await rec.history(running)
