@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import secrets
 import signal
 import sqlite3
@@ -39,6 +40,7 @@ from api_stub.settings import ApiSettings
 if TYPE_CHECKING:
     from api_stub.db import Database
 
+log = logging.getLogger("api_stub.cli")
 MIGRATE_FIRST = "run `python -m api_stub migrate` first"
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # Short commands whose database errors are the user's to fix; the long-running ones keep their
@@ -226,8 +228,7 @@ def _grant(settings: ApiSettings, args: argparse.Namespace) -> int:
     try:
         with db.transaction() as tx:
             if credits.balance(tx, args.user_id) is None:
-                print(f"no such user: {args.user_id}", file=sys.stderr)
-                return 1
+                raise CliError(f"no such user: {args.user_id}")  # exit 2; nothing written
             credits.grant(tx, args.user_id, args.credits, now=time.time(), note="cli grant")
             after = credits.balance(tx, args.user_id)
     finally:
@@ -283,8 +284,13 @@ def _loop(settings: ApiSettings, args: argparse.Namespace, kind: str) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=settings.host, registry=svc.metrics.registry)
     stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        log.info(f"{kind} stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, request_stop)
     try:
         if args.once:
             runner.run_once()

@@ -18,6 +18,7 @@ from typing import Any
 from api_stub import jobs, queue
 from api_stub.db import Database, Row
 from api_stub.jobs import ControlErrorCode, Finished, Status
+from api_stub.logs import settings_for_log
 from api_stub.metrics import Metrics
 from api_stub.payload import build_payload, runpod_policy
 from api_stub.runpod_client import RunpodClient, RunpodError
@@ -25,6 +26,24 @@ from api_stub.settings import ApiSettings
 from api_stub.storage import Storage
 
 log = logging.getLogger(__name__)
+# Logged at start (secrets only as set or not, DATABASE_URL without its password).
+LOGGED_SETTINGS = (
+    "database_url",
+    "runpod_endpoint_url",
+    "runpod_api_key",
+    "runpod_timeout_s",
+    "runpod_ttl_s",
+    "callback_url",
+    "callback_master_key",
+    "storage",
+    "max_inflight",
+    "dispatch_batch",
+    "dispatch_attempts",
+    "dispatch_backoff_s",
+    "dispatch_max_claims",
+    "lease_s",
+    "poll_s",
+)
 
 
 class Dispatcher:
@@ -51,6 +70,8 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(
             max_workers=settings.dispatch_batch, thread_name_prefix="dispatch"
         )
+        self._failing = False
+        self._counts = {"claimed": 0}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -68,6 +89,10 @@ class Dispatcher:
             now=self._clock(),
         )
         for finished in claim.failed:
+            log.warning(
+                "dispatch abandoned; job failed",
+                extra={"job_id": finished.row["id"], "attempts": finished.row["attempts"]},
+            )
             self._finished(finished)
         if claim.requeued:
             log.warning("leases expired; jobs re-queued", extra={"job_ids": claim.requeued})
@@ -75,22 +100,39 @@ class Dispatcher:
         return len(claim.jobs)
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Dispatch until `stop` is set; logs its settings on start and each change of state
+        (a lost connection, failing and recovered passes), not every pass."""
+        log.info(
+            "dispatcher started",
+            extra={
+                "owner": self.owner,
+                "wake": "listen" if self.db.dialect == "postgres" else "poll",
+                "settings": settings_for_log(self.settings, LOGGED_SETTINGS),
+            },
+        )
+        try:
+            self._run_until(stop)
+        finally:
+            log.info("dispatcher stopped", extra={"owner": self.owner, **self._counts})
+
+    def _run_until(self, stop: threading.Event) -> None:
+        lost = False
         while not stop.is_set():
             try:
                 with self.db.listen(jobs.NOTIFY_CHANNEL) as conn:
+                    if lost:
+                        log.info("dispatcher reconnected", extra={"owner": self.owner})
+                        lost = False
                     self._loop(stop, conn)
             except Exception:
                 # A lost LISTEN connection (database restart) must not end the process.
-                log.exception("dispatcher loop failed; reconnecting")
+                log.exception("dispatcher loop failed; reconnecting", extra={"owner": self.owner})
+                lost = True
                 stop.wait(self.settings.poll_s)
 
     def _loop(self, stop: threading.Event, conn: Any) -> None:
         while not stop.is_set():
-            try:
-                claimed = self.run_once()
-            except Exception:
-                log.exception("dispatch pass failed")
-                claimed = 0
+            claimed = self._pass()
             if claimed >= self.settings.dispatch_batch:
                 continue  # more may be waiting: go again without sleeping
             if conn is None:
@@ -98,6 +140,20 @@ class Dispatcher:
             else:
                 for _ in conn.notifies(timeout=self.settings.poll_s, stop_after=1):
                     pass
+
+    def _pass(self) -> int:
+        """One pass of the loop; logs when passes start failing and when they recover."""
+        try:
+            claimed = self.run_once()
+        except Exception:
+            log.exception("dispatch pass failed", extra={"owner": self.owner})
+            self._failing = True
+            return 0
+        if self._failing:
+            log.info("dispatch passes succeed again", extra={"owner": self.owner})
+            self._failing = False
+        self._counts["claimed"] += claimed
+        return claimed
 
     def dispatch(self, job: Row) -> None:
         """POST one claimed job to /run and record the outcome."""
@@ -131,14 +187,33 @@ class Dispatcher:
             self.db, job_id, owner=self.owner, runpod_job_id=runpod_id, now=self._clock()
         )
         if row is None:
-            # Cancelled or re-queued while /run was in flight: do not leave a stray run.
-            log.warning("job lost during dispatch; cancelling on Runpod", extra={"job_id": job_id})
-            try:
-                self.runpod.cancel(runpod_id, job_id=job_id)
-            except RunpodError as exc:
-                log.warning("cancel failed", extra={"job_id": job_id, "error": str(exc)})
+            self._left_dispatching(job, runpod_id)
             return
         log.info("job running", extra={"job_id": job_id, "runpod_job_id": runpod_id})
+
+    def _left_dispatching(self, job: Row, runpod_id: str) -> None:
+        """/run accepted the job, but it had left DISPATCHING meanwhile.
+
+        Most often its own callback beat us here (a fast worker): the run is done, so it is
+        recorded, not cancelled. Otherwise the job was cancelled, or re-queued after its lease
+        expired, and this run is a stray: cancel it on Runpod.
+        """
+        job_id = job["id"]
+        ids = {"job_id": job_id, "runpod_job_id": runpod_id}
+        if queue.adopt_finished_run(
+            self.db, job_id, runpod_job_id=runpod_id, attempts=job["attempts"]
+        ):
+            log.info("job finished before its dispatch was recorded", extra=ids)
+            return
+        status = queue.status_of(self.db, job_id)
+        log.warning(
+            "job left DISPATCHING during /run; cancelling the stray run",
+            extra={**ids, "status": status},
+        )
+        try:
+            self.runpod.cancel(runpod_id, job_id=job_id)
+        except RunpodError as exc:
+            log.warning("cancel failed", extra={**ids, "error": str(exc)})
 
     def _renew(self, job_id: str) -> bool:
         now = self._clock()

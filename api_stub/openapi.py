@@ -37,6 +37,11 @@ class Op:
 
 
 _AUTH_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {401: ("No valid API key.", _ERR)}
+# Every route with a JSON body: checked before any work, so nothing is created or charged.
+_BODY_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    413: ("BODY_TOO_LARGE: the body is over 4 MiB.", _ERR),
+    415: ("UNSUPPORTED_MEDIA_TYPE: the body is not declared application/json (UTF-8).", _ERR),
+}
 
 OPERATIONS: tuple[Op, ...] = (
     Op(
@@ -49,6 +54,7 @@ OPERATIONS: tuple[Op, ...] = (
             400: ("Malformed JSON or Idempotency-Key.", _ERR),
             **_AUTH_ERRORS,
             402: ("Not enough credits.", _ERR),
+            **_BODY_ERRORS,
             422: ("Invalid type, params or inputs; the message names the field.", _ERR),
             429: ("Rate limited; see Retry-After.", _ERR),
         },
@@ -65,6 +71,7 @@ OPERATIONS: tuple[Op, ...] = (
             400: ("Malformed JSON or Idempotency-Key.", _ERR),
             **_AUTH_ERRORS,
             402: ("Not enough credits for the whole batch.", _ERR),
+            **_BODY_ERRORS,
             422: ("A job is invalid; nothing was created.", _ERR),
             429: ("Rate limited; see Retry-After.", _ERR),
         },
@@ -86,6 +93,7 @@ OPERATIONS: tuple[Op, ...] = (
             **_AUTH_ERRORS,
             404: ("No such job of yours.", _ERR),
             409: ("Already finished.", _ERR),
+            **_BODY_ERRORS,  # a body is optional; one that is sent must be JSON
         },
     ),
     Op(
@@ -96,8 +104,11 @@ OPERATIONS: tuple[Op, ...] = (
             201: ("The form to POST.", schemas.UploadView),
             400: ("Malformed JSON.", _ERR),
             **_AUTH_ERRORS,
-            413: ("content_length over UPLOAD_MAX_BYTES.", _ERR),
-            415: ("content_type not accepted.", _ERR),
+            413: (
+                "BODY_TOO_LARGE, or UPLOAD_TOO_LARGE: content_length over UPLOAD_MAX_BYTES.",
+                _ERR,
+            ),
+            415: ("UNSUPPORTED_MEDIA_TYPE: body not JSON, or content_type not accepted.", _ERR),
             422: ("Invalid body.", _ERR),
         },
         body=schemas.UploadRequest,
@@ -119,6 +130,7 @@ OPERATIONS: tuple[Op, ...] = (
             400: ("Malformed body.", _ERR),
             401: ("Invalid signature or timestamp.", _ERR),
             404: ("Unknown job.", _ERR),
+            **_BODY_ERRORS,
         },
         body=JobResult,
         auth=False,

@@ -125,6 +125,24 @@ def mark_running(
         )
 
 
+def adopt_finished_run(db: Database, job_id: str, *, runpod_job_id: str, attempts: int) -> bool:
+    """Record the Runpod id on a job whose callback landed before mark_running; True if that is
+    what happened. `attempts` (from our claim) rules out a job re-claimed since."""
+    with db.transaction() as tx:
+        row = tx.one(
+            "UPDATE jobs SET runpod_job_id = ? WHERE id = ? AND result_source = 'webhook'"
+            " AND runpod_job_id IS NULL AND attempts = ? RETURNING id",
+            (runpod_job_id, job_id, attempts),
+        )
+    return row is not None
+
+
+def status_of(db: Database, job_id: str) -> str | None:
+    with db.transaction(write=False) as tx:
+        row = tx.one("SELECT status FROM jobs WHERE id = ?", (job_id,))
+    return None if row is None else str(row["status"])
+
+
 def due_for_check(
     db: Database, *, now: float, after_s: float, every_s: float, limit: int
 ) -> list[Row]:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from api_stub import jobs, queue
 from api_stub.db import Database, Row
 from api_stub.jobs import ControlErrorCode, Finished
+from api_stub.logs import settings_for_log
 from api_stub.metrics import Metrics
 from api_stub.runpod_client import RunpodClient, RunpodError, RunpodJob
 from api_stub.settings import ApiSettings
@@ -30,6 +31,21 @@ from handler.contract import JobResult
 from handler.errors import ErrorCode
 
 log = logging.getLogger(__name__)
+# Logged at start (secrets only as set or not, DATABASE_URL without its password).
+LOGGED_SETTINGS = (
+    "database_url",
+    "runpod_endpoint_url",
+    "runpod_api_key",
+    "runpod_status_method",
+    "runpod_status_timeout_s",
+    "runpod_ttl_s",
+    "reconcile_after_s",
+    "reconcile_every_s",
+    "reconcile_concurrency",
+    "lost_after_s",
+    "dispatch_max_claims",
+    "poll_s",
+)
 WORKER_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 _FAILED_STATUSES: dict[str, tuple[str, str]] = {
@@ -68,6 +84,7 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(
             max_workers=settings.reconcile_concurrency, thread_name_prefix="reconcile"
         )
+        self._failing = False
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -77,7 +94,14 @@ class Reconciler:
         s = self.settings
         now = self._clock()
         reaped = queue.reap(self.db, now=now, max_claims=s.dispatch_max_claims)
+        if reaped.requeued:
+            # A dispatcher died holding these (or is stuck in /run): say which, as it would.
+            log.warning("leases expired; jobs re-queued", extra={"job_ids": reaped.requeued})
         for finished in reaped.failed:
+            log.warning(
+                "dispatch abandoned; job failed",
+                extra={"job_id": finished.row["id"], "attempts": finished.row["attempts"]},
+            )
             self._observe(finished)
         due = queue.due_for_check(
             self.db,
@@ -90,14 +114,34 @@ class Reconciler:
         return len(due)
 
     def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                checked = self.run_once()
-            except Exception:
-                log.exception("reconcile pass failed")
-                checked = 0
-            if checked < self.settings.reconcile_concurrency * 4:
-                stop.wait(self.settings.poll_s)
+        """Reconcile until `stop` is set; logs its settings on start and each change of state
+        (failing and recovered passes), not every pass."""
+        log.info(
+            "reconciler started",
+            extra={"settings": settings_for_log(self.settings, LOGGED_SETTINGS)},
+        )
+        checked = 0
+        try:
+            while not stop.is_set():
+                found = self._pass()
+                checked += found
+                if found < self.settings.reconcile_concurrency * 4:
+                    stop.wait(self.settings.poll_s)
+        finally:
+            log.info("reconciler stopped", extra={"checked": checked})
+
+    def _pass(self) -> int:
+        """One pass of the loop; logs when passes start failing and when they recover."""
+        try:
+            checked = self.run_once()
+        except Exception:
+            log.exception("reconcile pass failed")
+            self._failing = True
+            return 0
+        if self._failing:
+            log.info("reconcile passes succeed again")
+            self._failing = False
+        return checked
 
     def check(self, job: Row) -> None:
         job_id, runpod_id = job["id"], job["runpod_job_id"]

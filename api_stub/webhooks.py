@@ -16,6 +16,7 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from standardwebhooks import Webhook
@@ -28,13 +29,15 @@ MAX_WEBHOOK_ID_CHARS = 256
 
 
 class CallbackRejected(Exception):
-    """`status` is the HTTP answer: 401 for signatures, 400 for a malformed body."""
+    """`status` is the HTTP answer: 415 for a body not declared JSON, 401 for signatures, 400
+    for a malformed body."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
 
 
 @dataclass(frozen=True)

@@ -137,11 +137,12 @@ def run_user(
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile in seconds, to 2 decimals (timings finer than that are noise)."""
     if not values:
         return None
     if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 2)
 
 
 def summarise(runs: list[UserRun], wall_s: float) -> dict[str, Any]:
@@ -162,9 +163,13 @@ def summarise(runs: list[UserRun], wall_s: float) -> dict[str, Any]:
         "errors": errors,
         "queue_latency_s": {"p50": percentile(queue, 50), "p95": percentile(queue, 95)},
         "e2e_latency_s": {"p50": percentile(total, 50), "p95": percentile(total, 95)},
-        "wall_s": round(wall_s, 3),
+        "wall_s": round(wall_s, 2),
         "jobs_per_s": round(len(outcomes) / wall_s, 2) if wall_s else None,
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -330,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             f"jobs {summary['jobs']}  succeeded {summary['succeeded']}  "
             f"success rate {summary['success_rate']:.2%}  ({summary['jobs_per_s']} jobs/s)"
         )
-        print(f"queue latency  p50 {q['p50']}  p95 {q['p95']} s")
-        print(f"e2e latency    p50 {e['p50']}  p95 {e['p95']} s")
+        print(f"queue latency  p50 {_seconds(q['p50'])}  p95 {_seconds(q['p95'])}")
+        print(f"e2e latency    p50 {_seconds(e['p50'])}  p95 {_seconds(e['p95'])}")
+        print(f"wall time      {_seconds(summary['wall_s'])}")
         print(
             f"429 retries {summary['throttled_429']}  rejected {summary['rejected']}  "
             f"errors {summary['errors']}"

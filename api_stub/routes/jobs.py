@@ -14,7 +14,7 @@ from api_stub import jobs, ratelimit, submit
 from api_stub.auth import User
 from api_stub.errors import ApiError
 from api_stub.jobs import ControlErrorCode, Status
-from api_stub.routes.common import current_user, parse_body, services
+from api_stub.routes.common import current_user, parse_body, require_json, services
 from api_stub.runpod_client import RunpodError
 from api_stub.schemas import BatchView, CreateBatch, CreateJob
 from api_stub.services import Services
@@ -93,7 +93,7 @@ async def _submit(
             ratelimit.take,
             svc.db,
             user.id,
-            now=svc.clock(),
+            clock=svc.clock,  # read inside the transaction, not before the waits
             capacity=settings.rate_limit_burst,
             per_s=settings.rate_limit_per_s,
         )
@@ -150,6 +150,7 @@ def _read_job(svc: Services, job_id: str, user_id: str) -> jobs.Row:
 async def cancel_job(request: Request) -> JSONResponse:
     svc = services(request)
     user = await current_user(request)
+    require_json(request, body_optional=True)  # no body is needed; a form body is refused
     job_id = request.path_params["job_id"]
     row = await run_in_threadpool(_read_job, svc, job_id, user.id)
     finished = await run_in_threadpool(_cancel, svc, row["id"])

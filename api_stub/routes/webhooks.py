@@ -1,7 +1,7 @@
 """POST /api/webhooks/runpod: the worker's signed callback.
 
-Order of checks: signature (401), body (400), job (404), then one transaction records the
-webhook-id and applies the result. A rejected call writes nothing.
+Order of checks: media type (415), signature (401), body (400), job (404), then one
+transaction records the webhook-id and applies the result. A rejected call writes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from api_stub import jobs
 from api_stub.errors import error_response
 from api_stub.jobs import Finished
-from api_stub.routes.common import services
+from api_stub.routes.common import MEDIA_TYPE_DETAILS, json_media_type_refusal, services
 from api_stub.schemas import CallbackAck
 from api_stub.services import Services
 from api_stub.webhooks import CallbackRejected, VerifiedCallback
@@ -51,14 +51,17 @@ def apply_callback(svc: Services, callback: VerifiedCallback) -> Applied:
 
 async def runpod_webhook(request: Request) -> JSONResponse:
     svc = services(request)
-    body = await request.body()
     try:
+        refusal = json_media_type_refusal(request.headers)
+        if refusal is not None:  # the worker (and Runpod) send application/json
+            raise CallbackRejected(415, "UNSUPPORTED_MEDIA_TYPE", refusal, MEDIA_TYPE_DETAILS)
+        body = await request.body()
         callback = svc.verifier.verify(body, request.headers)
         applied = await run_in_threadpool(apply_callback, svc, callback)
     except CallbackRejected as exc:
         svc.metrics.callbacks.labels(f"rejected_{exc.status}").inc()
         log.warning("callback rejected", extra={"status": exc.status, "code": exc.code})
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     svc.metrics.callbacks.labels(applied.outcome).inc()
     if applied.finished is not None:
         svc.metrics.observe_finished(applied.finished.row, applied.finished.settled)

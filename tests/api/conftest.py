@@ -150,12 +150,15 @@ async def client(settings: ApiSettings, services: Services) -> AsyncIterator[htt
 def client_for(
     make_settings: Callable[..., ApiSettings], db: Database
 ) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """`async with client_for(**setting_overrides) as http:` an app with other settings."""
+    """`async with client_for(**setting_overrides) as http:` an app with other settings;
+    `clock=` gives the app a clock of the test's own."""
 
     @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def open_client(
+        clock: Callable[[], float] = time.time, **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
         settings = make_settings(**overrides)
-        svc = Services.from_settings(settings, db=db)
+        svc = Services.from_settings(settings, db=db, clock=clock)
         transport = httpx.ASGITransport(app=create_app(settings, services=svc))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -117,8 +117,11 @@ def test_grant_adds_credits_and_prints_the_new_balance(cli: Cli) -> None:
 
 def test_grant_to_an_unknown_user_fails_without_writing(cli: Cli, db_path: Path) -> None:
     _migrated(cli)
-    code, out, err = cli("grant", "--user-id", str(uuid.uuid4()), "--credits", "3")
-    assert (code, out) == (1, "") and "no such user" in err
+    user_id = str(uuid.uuid4())
+    code, out, err = cli("grant", "--user-id", user_id, "--credits", "3")
+    # A mistake the user can fix: one line on stderr and status 2, as the CLI promises.
+    assert (code, out) == (2, "")
+    assert err == f"python -m api_stub: error: no such user: {user_id}\n"
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM credit_ledger").fetchone() == (0,)
 

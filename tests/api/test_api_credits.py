@@ -97,20 +97,24 @@ def test_token_bucket_is_exact_under_concurrency(db: Database, alice: NewUser) -
     allowed: list[bool] = []
 
     def take() -> None:
-        decision = ratelimit.take(db, alice.user.id, now=now, capacity=10, per_s=0.001)
+        decision = ratelimit.take(db, alice.user.id, clock=lambda: now, capacity=10, per_s=0.001)
         allowed.append(decision.allowed)
 
     _parallel(30, take)
     assert allowed.count(True) == 10
 
 
+def _take3(db: Database, user: NewUser, at: float) -> ratelimit.Decision:
+    return ratelimit.take(db, user.user.id, clock=lambda: at, capacity=3, per_s=1)
+
+
 def test_token_bucket_refills(db: Database, alice: NewUser) -> None:
     now = 1000.0
     for _ in range(3):
-        assert ratelimit.take(db, alice.user.id, now=now, capacity=3, per_s=1).allowed
-    denied = ratelimit.take(db, alice.user.id, now=now, capacity=3, per_s=1)
+        assert _take3(db, alice, now).allowed
+    denied = _take3(db, alice, now)
     assert not denied.allowed and denied.retry_after_s == 1
-    assert ratelimit.take(db, alice.user.id, now=now + 1.01, capacity=3, per_s=1).allowed
-    assert not ratelimit.take(db, alice.user.id, now=now + 1.02, capacity=3, per_s=1).allowed
+    assert _take3(db, alice, now + 1.01).allowed
+    assert not _take3(db, alice, now + 1.02).allowed
     # A clock stepping backwards refills nothing.
-    assert not ratelimit.take(db, alice.user.id, now=now - 100, capacity=3, per_s=1).allowed
+    assert not _take3(db, alice, now - 100).allowed

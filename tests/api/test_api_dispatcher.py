@@ -34,7 +34,7 @@ def dispatcher_for(
 ) -> Iterator[Callable[..., Dispatcher]]:
     made: list[Dispatcher] = []
 
-    def build(**overrides: object) -> Dispatcher:
+    def build(clock: Callable[[], float] = time.time, **overrides: object) -> Dispatcher:
         values = {"runpod_endpoint_url": fake.url, "runpod_api_key": "rp-test-key", **overrides}
         settings = make_settings(**values)
         dispatcher = Dispatcher(
@@ -44,6 +44,7 @@ def dispatcher_for(
             settings=settings,
             master_key=MASTER,
             owner=f"d{len(made)}",
+            clock=clock,
         )
         made.append(dispatcher)
         return dispatcher
@@ -171,15 +172,17 @@ def test_expired_lease_is_requeued_and_dispatched_again(
     dispatcher_for: Callable[..., Dispatcher], db: Database, fake: FakeRunpod, alice: NewUser
 ) -> None:
     [job_id] = make_jobs(db, alice, 1)
+    now = [time.time()]  # the test's clock: the lease ends when the test says, not the machine
     # A dispatcher claims the job and dies before calling /run.
     claim = queue.claim(
-        db, owner="dead", limit=1, max_inflight=10, lease_s=0.2, max_claims=5, now=time.time()
+        db, owner="dead", limit=1, max_inflight=10, lease_s=60, max_claims=5, now=now[0]
     )
     assert [r["id"] for r in claim.jobs] == [job_id]
-    survivor = dispatcher_for()
+    survivor = dispatcher_for(clock=lambda: now[0])
+    now[0] += 59.9
     assert survivor.run_once() == 0  # the lease still holds
     assert job_row(db, job_id)["status"] == "DISPATCHING"
-    time.sleep(0.3)
+    now[0] += 0.2
     assert survivor.run_once() == 1
     row = job_row(db, job_id)
     assert row["status"] == "RUNNING" and row["attempts"] == 2
@@ -247,8 +250,9 @@ def test_killed_dispatcher_process_jobs_are_requeued(
         "RUNPOD_API_KEY": "rp-test-key",
         "CALLBACK_MASTER_KEY": MASTER,
         "LOCAL_STORAGE_DIR": str(tmp_path),
-        "LEASE_S": "1",
-        "RUNPOD_TIMEOUT_S": "0.9",
+        # The doomed dispatcher stays inside its first /run (held by the fake) until killed.
+        "LEASE_S": "120",
+        "RUNPOD_TIMEOUT_S": "60",
         "POLL_S": "0.2",
         "LOG_LEVEL": "WARNING",
     }
@@ -266,8 +270,9 @@ def test_killed_dispatcher_process_jobs_are_requeued(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     fake.release_runs()
-    survivor = dispatcher_for()
-    wait_until(lambda: survivor.run_once() == 1, timeout=5, every=0.1)
+    # The survivor's clock is past the dead one's lease: no waiting for it to run out.
+    survivor = dispatcher_for(clock=lambda: time.time() + 3600)
+    assert survivor.run_once() == 1
     row = job_row(db, job_id)
     assert row["status"] == "RUNNING" and row["attempts"] == 2
     assert row["lease_owner"] is None
@@ -277,8 +282,9 @@ def test_killed_dispatcher_process_jobs_are_requeued(
 def test_notify_wakes_a_waiting_dispatcher(
     pg_url: str, settings_factory: Callable[..., ApiSettings], fake: FakeRunpod
 ) -> None:
+    # The fallback poll is an hour away: only the NOTIFY can wake the dispatcher in time.
     settings = settings_factory(
-        pg_url, runpod_endpoint_url=fake.url, runpod_api_key="rp-test-key", poll_s=30
+        pg_url, runpod_endpoint_url=fake.url, runpod_api_key="rp-test-key", poll_s=3600
     )
     database = Database(pg_url, pool_size=4)
     dispatcher = Dispatcher(
@@ -289,13 +295,22 @@ def test_notify_wakes_a_waiting_dispatcher(
         master_key=MASTER,
     )
     stop = threading.Event()
+    first_pass = threading.Event()
+    run_once = dispatcher.run_once
+
+    def run_once_then_tell() -> int:
+        claimed = run_once()
+        first_pass.set()  # LISTEN was set up before this pass: a later NOTIFY is not missed
+        return claimed
+
+    dispatcher.run_once = run_once_then_tell  # type: ignore[method-assign]
     thread = threading.Thread(target=dispatcher.run_forever, args=(stop,))
     try:
         user = create_user(database, name="u", credits_granted=10, now=time.time())
         thread.start()
-        time.sleep(0.5)  # the dispatcher is now asleep on LISTEN with a 30 s poll fallback
+        assert first_pass.wait(timeout=60)
         [job_id] = make_jobs(database, user, 1)
-        wait_until(lambda: job_row(database, job_id)["status"] == "RUNNING", timeout=5)
+        wait_until(lambda: job_row(database, job_id)["status"] == "RUNNING", timeout=60)
     finally:
         stop.set()
         with database.transaction() as tx:  # wake it so that it sees `stop`

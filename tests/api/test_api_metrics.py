@@ -31,7 +31,9 @@ async def test_metrics_follow_jobs(client: httpx.AsyncClient, alice: NewUser) ->
     await client.post("/api/webhooks/runpod", content=ok, headers=signed(ids[0], ok))
     await client.post("/api/webhooks/runpod", content=failed, headers=signed(ids[1], failed))
     await client.post("/api/webhooks/runpod", content=ok, headers=signed(ids[0], ok))
-    await client.post("/api/webhooks/runpod", content=ok, headers={"webhook-id": "x"})
+    unsigned = {"webhook-id": "x", "content-type": "application/json"}
+    await client.post("/api/webhooks/runpod", content=ok, headers=unsigned)
+    await client.post("/api/webhooks/runpod", content=ok, headers={"content-type": "text/plain"})
     response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     after = _samples(response.text)
@@ -47,4 +49,5 @@ async def test_metrics_follow_jobs(client: httpx.AsyncClient, alice: NewUser) ->
     assert after[("simplypng_callbacks_total", (("outcome", "applied"),))] == 2
     assert after[("simplypng_callbacks_total", (("outcome", "ignored"),))] == 1
     assert after[("simplypng_callbacks_total", (("outcome", "rejected_401"),))] == 1
+    assert after[("simplypng_callbacks_total", (("outcome", "rejected_415"),))] == 1
     assert after[("simplypng_jobs_created_total", (("type", "bg_remove"),))] == 3

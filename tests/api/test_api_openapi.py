@@ -43,6 +43,9 @@ async def test_every_reference_resolves(client: httpx.AsyncClient) -> None:
         assert name in doc["components"]["schemas"], name
     create = doc["paths"]["/api/jobs"]["post"]
     assert {"201", "402", "422", "429"} <= set(create["responses"])
+    # Every route with a JSON body documents the size and media-type refusals.
+    for path in ("/api/jobs", "/api/jobs/batch", "/api/uploads", "/api/webhooks/runpod"):
+        assert {"413", "415"} <= set(doc["paths"][path]["post"]["responses"]), path
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     job_types = doc["components"]["schemas"]["CreateJob"]["properties"]["type"]["enum"]
     assert "bg_remove" in job_types and "upscale_2k" in job_types

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from api_helpers import MASTER, balance, job_row, ledger, make_jobs
 
+from api_stub import queue
 from api_stub.auth import NewUser
 from api_stub.db import Database
 from api_stub.dispatcher import Dispatcher
@@ -21,12 +23,14 @@ class Parts:
     def __init__(self, settings: ApiSettings, db: Database, clock: list[float]):
         self.settings = settings
         self.clock = clock
+        # One clock for both: running_at is then exactly what the test's arithmetic assumes.
         self.dispatcher = Dispatcher(
             db=db,
             runpod=make_runpod(settings),
             storage=make_storage(settings),
             settings=settings,
             master_key=MASTER,
+            clock=lambda: clock[0],
         )
         self.reconciler = Reconciler(
             db=db, runpod=make_runpod(settings), settings=settings, clock=lambda: clock[0]
@@ -157,6 +161,46 @@ def test_checks_are_spaced_by_reconcile_every(
     parts.clock[0] += 25
     assert parts.reconciler.run_once() == 1
     assert fake.status_calls == 2
+
+
+def test_requeued_leases_of_a_dead_dispatcher_are_logged_with_their_job_ids(
+    parts: Parts, db: Database, alice: NewUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = make_jobs(db, alice, 2)
+    claim = queue.claim(
+        db, owner="dead", limit=2, max_inflight=10, lease_s=60, max_claims=5, now=parts.clock[0]
+    )
+    assert len(claim.jobs) == 2
+    parts.clock[0] += 61  # the dead dispatcher's leases have expired
+    with caplog.at_level(logging.INFO, logger="api_stub.reconciler"):
+        parts.reconciler.run_once()
+    [record] = [r for r in caplog.records if r.getMessage() == "leases expired; jobs re-queued"]
+    assert record.levelno == logging.WARNING
+    assert sorted(record.job_ids) == sorted(ids)  # type: ignore[attr-defined]
+    assert {job_row(db, job_id)["status"] for job_id in ids} == {"QUEUED"}
+
+
+def test_a_job_whose_dispatchers_keep_dying_is_failed_and_logged(
+    parts: Parts, db: Database, alice: NewUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    [job_id] = make_jobs(db, alice, 1)
+    claims = parts.settings.dispatch_max_claims
+    for _ in range(claims):  # each claim dies at once: its lease is already over
+        queue.claim(
+            db,
+            owner="dead",
+            limit=1,
+            max_inflight=10,
+            lease_s=-1,
+            max_claims=99,
+            now=parts.clock[0],
+        )
+    with caplog.at_level(logging.INFO, logger="api_stub.reconciler"):
+        parts.reconciler.run_once()
+    assert job_row(db, job_id)["status"] == "FAILED"
+    [record] = [r for r in caplog.records if r.getMessage() == "dispatch abandoned; job failed"]
+    assert record.job_id == job_id  # type: ignore[attr-defined]
+    assert record.attempts == claims  # type: ignore[attr-defined]
 
 
 def test_worker_failure_codes_are_read_from_runpod_errors() -> None:

@@ -42,6 +42,11 @@ def test_loadtest_runs_the_loop_and_audits(db_url: str) -> None:
     assert summary["jobs"] == 6 and summary["success_rate"] == 1.0
     assert summary["audit"] == {"ok": True, "by_status": {"SUCCEEDED": 6}, "problems": []}
     assert summary["queue_latency_s"]["p95"] >= summary["queue_latency_s"]["p50"] >= 0
+    figures = [*summary["queue_latency_s"].values(), *summary["e2e_latency_s"].values()]
+    for seconds in [*figures, summary["wall_s"]]:
+        assert seconds == round(seconds, 2)  # printed to the hundredth of a second
+    # Every job succeeded, so no dispatch was a stray to cancel on Runpod.
+    assert "stray run" not in done.stderr and "lost during dispatch" not in done.stderr
 
 
 @pytest.mark.postgres

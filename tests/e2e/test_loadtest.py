@@ -69,3 +69,9 @@ def test_ten_users_through_the_real_worker_all_succeed_and_the_books_balance(
     assert summary["rejected"] == 0 and summary["errors"] == {}
     # Every job terminal, none charged twice, none charged when failed, ledger == balances.
     assert summary["audit"] == {"ok": True, "by_status": {"SUCCEEDED": jobs}, "problems": []}
+    # Every job succeeded: no dispatch was a stray to cancel on Runpod (the old message,
+    # "job lost during dispatch", was printed for runs whose callback beat mark_running).
+    assert "stray run" not in done.stderr and "lost during dispatch" not in done.stderr
+    figures = [*summary["queue_latency_s"].values(), *summary["e2e_latency_s"].values()]
+    for seconds in [*figures, summary["wall_s"]]:
+        assert seconds == round(seconds, 2)  # printed to the hundredth of a second
