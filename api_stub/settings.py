@@ -75,7 +75,8 @@ class ApiSettings(BaseModel):
     )
     callback_master_key: SecretStr | None = Field(
         None,
-        description="Secret from which per-job callback keys are derived (HMAC(master, job_id)); "
+        description="Secret from which per-job callback keys are derived: "
+        'HMAC-SHA256(master, "callback\\0" + job_id); '
         "at least 32 characters. Required by the dispatcher and the webhook receiver.",
     )
     webhook_secrets: list[SecretStr] = Field(

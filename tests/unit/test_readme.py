@@ -42,3 +42,32 @@ def test_every_worker_setting_and_error_code_is_documented() -> None:
         assert f"`{name.upper()}`" in README
     for code in ErrorCode:
         assert f"`{code.value}`" in README
+
+
+def test_the_callback_key_formula_in_the_readme_is_the_one_the_code_uses() -> None:
+    import hashlib
+    import hmac
+
+    from api_stub.signing import callback_key
+
+    master, job_id = "m" * 40, "6f1c0a4e-8f4e-4b8a-9d57-1d3f2b7c9a10"
+    want = hmac.new(master.encode(), b"callback\x00" + job_id.encode(), hashlib.sha256).digest()
+    assert callback_key(master, job_id) == want
+    assert 'HMAC-SHA256(master, "callback\\0" + job_id)' in README
+    assert "HMAC(master, job_id)" not in README
+
+
+def test_every_prometheus_metric_is_named_in_the_readme() -> None:
+    from api_stub.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.add_db_gauges(lambda: {"QUEUED": 1}, lambda: 1.0)
+    exposed = {
+        line.split()[2]
+        for line in metrics.render().decode().splitlines()
+        if line.startswith("# TYPE") and not line.split()[2].endswith("_created")
+    }
+    assert len(exposed) == 12
+    section = README[README.index("## Monitoring") :]
+    for name in exposed:
+        assert f"`{name}`" in section, name
