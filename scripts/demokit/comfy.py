@@ -40,6 +40,8 @@ COMFYUI_REPO = "https://github.com/Comfy-Org/ComfyUI.git"
 COMFYUI_REF = "v0.3.64"
 COMFYUI_COMMIT = "a125cd84"
 INSTALLED_MARK = ".simplypng-demo-installed"
+# Every Python package of the worker image, == pinned (docker/lockreqs.py writes it).
+WORKER_LOCK = REPO_ROOT / "docker" / "requirements" / "worker.txt"
 OFFLINE_HINT = (
     "Without network access, point the demo at what you have: COMFYUI_DIR=<ComfyUI 0.3.64 "
     "checkout> and MODELS_DIR=<models folder>, or run `bash scripts/demo.sh --double` (test "
@@ -175,7 +177,8 @@ def double_target(workdir: Path, url: str) -> ComfyTarget:
 
 def install_comfyui(children: Children, target: Path, env: dict[str, str]) -> Path:
     """Clone ComfyUI at the pinned tag into `target` and install its requirements into this
-    virtualenv (torch stays at the version already installed; torchaudio is left out)."""
+    virtualenv at the worker image's versions (torch stays at the version already installed;
+    torchaudio is left out)."""
     if (target / INSTALLED_MARK).is_file():
         log.info("    ComfyUI %s already installed in %s", COMFYUI_REF, target)
         return target
@@ -234,6 +237,18 @@ def _install_requirements(children: Children, comfy: Path, env: dict[str, str]) 
         ),
         encoding="utf-8",
     )
+    # The worker image's lock, as constraints: ComfyUI's requirements and their dependencies
+    # install at the image's versions (its hashes are left out: this virtualenv's platform and
+    # Python may differ from the image's, and torch is whatever this virtualenv already has).
+    image_pins = build / "image-pins.txt"
+    image_pins.write_text(
+        "".join(
+            f"{pin}\n"
+            for pin in _lock_pins(WORKER_LOCK.read_text(encoding="utf-8"))
+            if not _is_requirement(pin, "torch") and not _is_requirement(pin, "torchvision")
+        ),
+        encoding="utf-8",
+    )
     requirements = build / "requirements.txt"
     lines = (comfy / "requirements.txt").read_text(encoding="utf-8").splitlines()
     requirements.write_text(
@@ -248,7 +263,7 @@ def _install_requirements(children: Children, comfy: Path, env: dict[str, str]) 
             [
                 *pip,
                 "-c",
-                str(REPO_ROOT / "docker" / "constraints.txt"),
+                str(image_pins),
                 "-c",
                 str(pins),
                 "-r",
@@ -269,6 +284,15 @@ def _install_requirements(children: Children, comfy: Path, env: dict[str, str]) 
         raise SetupError(
             f"could not install ComfyUI's requirements: {exc}\n{OFFLINE_HINT}"
         ) from None
+
+
+def _lock_pins(text: str) -> list[str]:
+    """The `name==version` of each package of a hashed lock (docker/requirements/*.txt)."""
+    return [
+        line.split()[0]
+        for line in text.splitlines()
+        if line[:1].isalnum() and "==" in line.split()[0]
+    ]
 
 
 def _installed(name: str) -> bool:

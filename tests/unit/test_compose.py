@@ -241,3 +241,19 @@ def test_published_ports_are_loopback_only():
     for name, service in SERVICES.items():
         for mapping in service.get("ports", []):
             assert str(mapping).startswith("127.0.0.1:"), f"{name}: {mapping}"
+
+
+def test_control_plane_runs_through_the_api_images_entry_point():
+    """The api image's entry point (docker/api-entrypoint.sh) migrates before api_stub commands
+    and, with Postgres, refuses to start a process without CALLBACK_MASTER_KEY (a key of each
+    container's own would split them): every control plane service must set it, keep the image's
+    entry point, and name its command the way the entry point recognises."""
+    for name in CONTROL_PLANE:
+        service = SERVICES[name]
+        assert "entrypoint" not in service, f"{name} bypasses the image's entry point"
+        assert service["command"][:3] == ["python", "-m", "api_stub"], name
+        key = env(name)["CALLBACK_MASTER_KEY"]
+        assert len(key) >= 32, name
+    keys = {env(name)["CALLBACK_MASTER_KEY"] for name in CONTROL_PLANE}
+    assert len(keys) == 1, "api, dispatcher and reconciler must share one master key"
+    assert SERVICES["migrate"]["command"][3] == "migrate"

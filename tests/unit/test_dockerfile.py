@@ -1,12 +1,15 @@
 """The Dockerfile, read statically (CI has no Docker engine), and the build helpers it runs.
 
-The Dockerfile must pin every image and torch, install ComfyUI v0.3.64 without
-spandrel_extra_arches, bake one layer per models.lock model through scripts/fetch_models.py,
-stay offline at run time, and gate the final image on the self-test stage.
+The Dockerfile must pin every image, its syntax frontend and every Python package (through the
+hashed locks of docker/requirements/), install ComfyUI v0.3.64 without spandrel_extra_arches,
+bake one layer per models.lock model through scripts/fetch_models.py (optionally from a mirror),
+stay offline at run time, gate the final image on the self-test stage, and start the api image
+on an empty volume.
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.util
 import json
@@ -38,6 +41,7 @@ def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_docker_{name}", ROOT / "docker" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -45,6 +49,7 @@ def _load(name: str) -> ModuleType:
 lockutil = _load("lockutil")
 pyproject_reqs = _load("pyproject_reqs")
 verify_image = _load("verify_image")
+lockreqs = _load("lockreqs")
 
 
 @dataclass
@@ -96,14 +101,56 @@ BASE_PINS = _pins(PYPROJECT["project"]["dependencies"])
 
 
 def test_every_external_image_has_an_exact_version_tag():
-    external = [s.base for s in STAGES if s.base not in BY_NAME]
+    # `scratch` is no image (an empty file system): the models-mirror stage starts from it.
+    external = [s.base for s in STAGES if s.base not in BY_NAME and s.base != "scratch"]
     assert external, "no FROM names an external image"
     for image in external:
         name, _, tag = image.partition("@")[0].rpartition(":")
         assert name and "/" not in tag, f"{image} has no tag"
         assert tag != "latest" and re.search(r"\d+\.\d+", tag), f"{image} is not pinned"
-    syntax = DOCKERFILE.read_text(encoding="utf-8").splitlines()[0]
-    assert re.fullmatch(r"# syntax=docker/dockerfile:\d+\.\d+\.\d+", syntax), syntax
+
+
+# docker/dockerfile:1.7.1 (the same image as the 1.7 tag), as quoted by many public Dockerfiles
+# that pin it (e.g. `# syntax=docker/dockerfile:1.7.1@sha256:a57df69d...`); a moved tag cannot
+# change the frontend, and a wrong digest fails the build at its first line.
+FRONTEND = "docker/dockerfile:1.7.1@sha256:a57df69d0ea827fb7266491f2813635de6f17269be881f696fbfdf2d83dda33e"
+
+
+def test_syntax_frontend_is_pinned_by_digest():
+    first = DOCKERFILE.read_text(encoding="utf-8").splitlines()[0]
+    assert first == f"# syntax={FRONTEND}"
+    assert re.fullmatch(r"docker/dockerfile:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", FRONTEND)
+
+
+def _flags(value: str) -> set[str]:
+    words = shlex.split(value.replace("\\\n", " "))
+    flags = set()
+    for word in words:
+        if not word.startswith("--"):
+            break
+        flags.add(word.split("=", 1)[0])
+    return flags
+
+
+def test_dockerfile_uses_only_stable_syntax_of_the_pinned_frontend():
+    """Only the stable flags of dockerfile 1.4+ (no -labs channel features such as COPY
+    --parents/--exclude or RUN --security): both the pinned 1.7.1 frontend and the built-in
+    frontend of a current BuildKit (Docker 26+) read them, so the file builds either way."""
+    stable = {
+        "RUN": {"--mount", "--network"},
+        "COPY": {"--from", "--link", "--chmod", "--chown"},
+        "ADD": set(),
+    }
+    seen: set[str] = set()
+    for stage in STAGES:
+        for kind, allowed in stable.items():
+            for value in stage.of(kind):
+                flags = _flags(value)
+                assert flags <= allowed, f"{stage.name}: {kind} {sorted(flags - allowed)}"
+                seen |= {f"{kind} {flag}" for flag in flags}
+    assert "labs" not in FRONTEND
+    # what the comment at the top of the Dockerfile names
+    assert {"RUN --mount", "RUN --network", "COPY --link", "COPY --chmod"} <= seen
 
 
 def test_cuda_base_and_torch_build_are_the_same_cuda_line():
@@ -114,17 +161,24 @@ def test_cuda_base_and_torch_build_are_the_same_cuda_line():
     assert BY_NAME["base"].base == base
 
 
+WORKER_LOCK = lockreqs.parse_lock((ROOT / "docker/requirements/worker.txt").read_text("utf-8"))
+API_LOCK = lockreqs.parse_lock((ROOT / "docker/requirements/api.txt").read_text("utf-8"))
+
+
 def test_torch_pins_equal_the_tested_nodes_extra():
+    # The lock installs torch; TORCH_VERSION is what verify_image.py checks it against.
+    assert WORKER_LOCK["torch"].version.split("+")[0] == NODE_PINS["torch"]
+    assert WORKER_LOCK["torchvision"].version.split("+")[0] == NODE_PINS["torchvision"]
     assert ARGS["TORCH_VERSION"] == NODE_PINS["torch"]
-    assert ARGS["TORCHVISION_VERSION"] == NODE_PINS["torchvision"]
+    assert "TORCHVISION_VERSION" not in ARGS, "unused: the lock pins torchvision"
     install = " ".join(BY_NAME["venv"].of("RUN"))
-    assert '"torch==${TORCH_VERSION}"' in install
-    assert '"torchvision==${TORCHVISION_VERSION}"' in install
-    # and everything after it installs under that pin
-    assert "torch==%s" in install and "-c /build/torch-constraints.txt" in install
+    assert '--torch "${TORCH_VERSION}" --cuda "${TORCH_CUDA}"' in install
+    # PyPI by default: no extra index unless a lock for another CUDA line asks for one
+    assert ARGS["TORCH_INDEX_URL"] == ""
+    assert '${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"}' in install
 
 
-def test_constraints_are_exact_pins_and_leave_torch_to_the_build_args():
+def test_constraints_are_exact_pins_and_leave_torch_to_the_nodes_extra():
     lines = [
         line.strip()
         for line in (ROOT / "docker" / "constraints.txt").read_text(encoding="utf-8").splitlines()
@@ -148,9 +202,104 @@ def test_comfyui_is_cloned_from_upstream_at_the_pinned_release():
     assert "rm -rf /comfyui/.git" in clone
 
 
-def test_fetcher_httpx_pin_equals_the_project_pin():
-    install = " ".join(BY_NAME["fetcher"].of("RUN"))
-    assert f'"httpx=={BASE_PINS["httpx"]}"' in install
+# --- Python packages: every pip install goes through a hashed lock ------------------------------
+
+LOCKS = {"worker.txt": WORKER_LOCK, "api.txt": API_LOCK}
+
+
+def _pip_installs(run: str) -> list[list[str]]:
+    """The argument lists of each `pip install` in a RUN value (its words after `install`)."""
+    text = run.replace("\\\n", " ")
+    found = []
+    for command in re.split(r"&&|;|\|\||\bthen\b|\bdo\b", text):
+        words = command.split()
+        for i in range(len(words) - 1):
+            if words[i].endswith("pip") and words[i + 1] == "install":
+                found.append(words[i + 2 :])
+    return found
+
+
+def _copied_locks(stage: Stage) -> dict[str, str]:
+    """{path in the stage: lock file name} of the docker/requirements/*.txt files COPY'd in."""
+    locks = {}
+    for value in stage.of("COPY"):
+        words = [w for w in shlex.split(value.replace("\\\n", " ")) if not w.startswith("--")]
+        *sources, target = words
+        for source in sources:
+            if source.startswith("docker/requirements/") and source.endswith(".txt"):
+                name = source.rsplit("/", 1)[1]
+                locks[target + name if target.endswith("/") else target] = name
+    return locks
+
+
+def test_every_pip_install_goes_through_a_hashed_lock():
+    """Each `pip install` in the Dockerfile is one of: a hashed lock (require-hashes, wheels
+    only), an offline check that installs nothing (--no-index), or the project itself
+    (--no-deps, with the lock's setuptools: no build isolation)."""
+    kinds = {}
+    for stage in STAGES:
+        locks = _copied_locks(stage)
+        for run in stage.of("RUN"):
+            for args in _pip_installs(run):
+                assert not any(a in ("-c", "--constraint") for a in args), f"{stage.name}: {args}"
+                if "--require-hashes" in args:
+                    assert "--only-binary=:all:" in args, f"{stage.name}: wheels only"
+                    lock = args[args.index("-r") + 1]
+                    assert lock in locks, f"{stage.name}: {lock} is not a COPY'd lock"
+                    kinds.setdefault(stage.name, []).append(locks[lock])
+                elif "--no-index" in args:
+                    kinds.setdefault(stage.name, []).append("offline check")
+                else:
+                    assert args == ["--no-deps", "--no-build-isolation", "-e", "/app"], (
+                        f"{stage.name}: unpinned pip install {args}"
+                    )
+                    kinds.setdefault(stage.name, []).append("editable")
+    assert kinds == {
+        "venv": ["worker.txt", "offline check"],
+        "api": ["api.txt", "offline check", "editable"],
+        "runtime": ["editable"],
+    }
+    for run in BY_NAME["fetcher"].of("RUN"):
+        assert "pip install" not in run  # the fetcher's venv only lends its pip
+
+
+def test_the_locks_pin_everything_the_images_need():
+    assert lockreqs.check() == []
+    # the editable installs build with the lock's setuptools, which pyproject accepts
+    for lock in LOCKS.values():
+        assert "setuptools" in lock and "pip" in lock
+    assert "docker/requirements/comfyui.txt" in " ".join(BY_NAME["venv"].of("COPY"))
+    check = " ".join(BY_NAME["venv"].of("RUN"))
+    assert "cmp -s /build/comfyui.txt /build/comfyui-requirements.txt" in check
+    assert "pip install --no-index -r /build/comfyui-req.txt -r /build/app-req.txt" in check
+    assert "pip install --no-index -r /build/api-req.txt" in " ".join(BY_NAME["api"].of("RUN"))
+
+
+def test_the_locks_target_the_images_python_and_platform():
+    # The CUDA base's python3 (Ubuntu 24.04: 3.12) and the api image's python:3.12.x.
+    assert ARGS["BASE_IMAGE"].endswith("-ubuntu24.04")
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", ARGS["PYTHON_IMAGE"])
+    assert lockreqs.TARGET_PYTHON.startswith("3.12.")
+    assert lockreqs.TARGET_PLATFORM.startswith("x86_64-manylinux_2_")
+    # wheels for glibc up to Debian bookworm's (2.36) run on bookworm and on Ubuntu 24.04 (2.39)
+    assert int(lockreqs.TARGET_PLATFORM.rsplit("_", 1)[1]) <= 36
+
+
+def test_the_fetcher_needs_no_installed_package():
+    # fetch_models.py imports the standard library and handler/models_lock.py only, so the
+    # fetcher stage installs nothing (it used to install an unused httpx).
+    tree = ast.parse((ROOT / "scripts" / "fetch_models.py").read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == {"handler"}
+    assert BY_NAME["fetcher"].of("RUN") == [
+        "python3 -m venv /opt/fetch/venv",
+        "touch /opt/fetch/handler/__init__.py",
+    ]
 
 
 # --- licences: spandrel_extra_arches ----------------------------------------------------------
@@ -188,6 +337,30 @@ def test_one_weights_layer_per_model_in_the_runtime_stage():
     assert copies == [
         f"--link --from=weights-{slug} /models/ /comfyui/models/" for slug in MODEL_SLUGS
     ]
+
+
+def test_weights_stages_take_the_mirror_build_args_and_the_mirror_context():
+    assert ARGS["MODELS_MIRROR"] == "", "no mirror unless the build asks for one"
+    assert ARGS["MODELS_MIRROR_FALLBACK"] == "none"
+    fetch_models = _load_script("fetch_models")
+    assert ARGS["MODELS_MIRROR_FALLBACK"] in fetch_models.FALLBACKS
+    mirror = BY_NAME["models-mirror"]
+    assert mirror.base == "scratch" and mirror.of("RUN") == []
+    assert mirror.of("COPY") == ["docker/models-mirror/README.md /README.md"]
+    for stage in WEIGHT_STAGES:
+        assert stage.of("ARG") == ["MODELS_MIRROR", "MODELS_MIRROR_FALLBACK"], stage.name
+        (run,) = stage.of("RUN")
+        assert run.startswith("--mount=type=bind,from=models-mirror,target=/mirror "), stage.name
+        assert '--mirror "${MODELS_MIRROR}" --mirror-fallback "${MODELS_MIRROR_FALLBACK}"' in run
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_s_{name}", ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_weights_come_only_from_fetch_models_and_models_lock():
@@ -264,7 +437,18 @@ def test_api_image_runs_unprivileged_with_valid_standalone_settings():
     assert settings.database_url.startswith("sqlite:////data/")
     assert api.of("USER") == ["simplypng"] and api.of("EXPOSE") == ["8080"]
     assert [json.loads(v) for v in api.of("CMD")] == [["python", "-m", "api_stub", "serve"]]
-    assert "pip install -c /build/constraints.txt -r /build/api-req.txt" in " ".join(api.of("RUN"))
+
+
+def test_api_image_starts_through_the_entrypoint_that_migrates_and_settles_the_key():
+    # tests/unit/test_api_entrypoint.py runs the script itself on an empty data folder.
+    api = BY_NAME["api"]
+    script = "/app/docker/api-entrypoint.sh"
+    assert [json.loads(v) for v in api.of("ENTRYPOINT")] == [[script]]
+    assert f"--chmod=0755 docker/api-entrypoint.sh {script}" in api.of("COPY")
+    assert os.access(ROOT / "docker" / "api-entrypoint.sh", os.X_OK)
+    # the entry point runs as the image's user, on the volume the image prepares for it
+    assert "chown simplypng:simplypng /data" in " ".join(api.of("RUN"))
+    assert _env(api)["DATABASE_URL"] == "sqlite:////data/simplypng.db"
 
 
 # --- self-test and entry point ----------------------------------------------------------------

