@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from api_stub import credits
-from api_stub.db import Row, Tx, in_list
+from api_stub.db import Row, Tx, in_list, named_in_list
 from handler.contract import JobResult
 
 
@@ -80,23 +80,24 @@ def insert_jobs(
         tx.execute(
             "INSERT INTO jobs (id, user_id, batch_id, batch_index, type, params, input_urls,"
             " status, priority, cost, timeout_s, idempotency_key, request_hash, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job_id,
-                user_id,
-                batch_id,
-                index if batch_id else None,
-                job.type,
-                json.dumps(job.params, sort_keys=True),
-                json.dumps(job.inputs),
-                priority,
-                job.cost,
-                job.timeout_s,
-                idempotency_key if batch_id is None else None,
-                request_hash if batch_id is None else None,
-                now,
-                now,
-            ),
+            " updated_at) VALUES (:id, :user_id, :batch_id, :batch_index, :type, :params,"
+            " :input_urls, 'QUEUED', :priority, :cost, :timeout_s, :idempotency_key,"
+            " :request_hash, :now, :now)",
+            {
+                "id": job_id,
+                "user_id": user_id,
+                "batch_id": batch_id,
+                "batch_index": index if batch_id else None,
+                "type": job.type,
+                "params": json.dumps(job.params, sort_keys=True),
+                "input_urls": json.dumps(job.inputs),
+                "priority": priority,
+                "cost": job.cost,
+                "timeout_s": job.timeout_s,
+                "idempotency_key": idempotency_key if batch_id is None else None,
+                "request_hash": request_hash if batch_id is None else None,
+                "now": now,
+            },
         )
         ids.append(job_id)
     return ids
@@ -127,49 +128,44 @@ def apply_result(
 ) -> Finished | None:
     """Apply a worker result (callback or /status output). None when the job was terminal."""
     metrics = result.metrics
-    common = (
-        metrics.gpu_seconds,
-        metrics.worker_version,
-        metrics.comfyui_version,
-        json.dumps([m.model_dump(mode="json") for m in metrics.models]),
-        json.dumps(metrics.timings),
-        source,
-        now,
-        now,
-        now,
+    open_statuses, open_params = named_in_list("open", [str(status) for status in OPEN])
+    params: dict[str, Any] = {
+        "gpu_seconds": metrics.gpu_seconds,
+        "worker_version": metrics.worker_version,
+        "comfyui_version": metrics.comfyui_version,
+        "models": json.dumps([m.model_dump(mode="json") for m in metrics.models]),
+        "worker_timings": json.dumps(metrics.timings),
+        "source": source,
+        "now": now,
+        "id": job_id,
+        **open_params,
+    }
+    finished = (
+        " gpu_seconds = :gpu_seconds, worker_version = :worker_version,"
+        " comfyui_version = :comfyui_version, models = :models,"
+        " worker_timings = :worker_timings, result_source = :source,"
+        " running_at = COALESCE(running_at, :now), finished_at = :now, updated_at = :now,"
+        " lease_owner = NULL, lease_until = NULL"
+        f" WHERE id = :id AND status IN ({open_statuses}) RETURNING *"
     )
-    open_statuses = in_list(OPEN)
     if result.status == "SUCCEEDED":
+        outputs = json.dumps([o.model_dump(mode="json") for o in result.outputs])
         row = tx.one(
-            "UPDATE jobs SET status = 'SUCCEEDED', output_urls = ?, gpu_seconds = ?,"
-            " worker_version = ?, comfyui_version = ?, models = ?, worker_timings = ?,"
-            " result_source = ?, running_at = COALESCE(running_at, ?), finished_at = ?,"
-            " updated_at = ?, lease_owner = NULL, lease_until = NULL"
-            f" WHERE id = ? AND status IN ({open_statuses}) RETURNING *",
-            (
-                json.dumps([o.model_dump(mode="json") for o in result.outputs]),
-                *common,
-                job_id,
-                *map(str, OPEN),
-            ),
+            "UPDATE jobs SET status = 'SUCCEEDED', output_urls = :outputs," + finished,
+            {**params, "outputs": outputs},
         )
         kind: credits.Settlement = "capture"
     else:
         details = result.error_details.model_dump(mode="json") if result.error_details else None
         row = tx.one(
-            "UPDATE jobs SET status = 'FAILED', error = ?, error_code = ?, error_details = ?,"
-            " gpu_seconds = ?, worker_version = ?, comfyui_version = ?, models = ?,"
-            " worker_timings = ?, result_source = ?, running_at = COALESCE(running_at, ?),"
-            " finished_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL"
-            f" WHERE id = ? AND status IN ({open_statuses}) RETURNING *",
-            (
-                result.error or "the worker reported a failure",
-                str(result.error_code) if result.error_code else "WORKER_FAILED",
-                json.dumps(details) if details else None,
-                *common,
-                job_id,
-                *map(str, OPEN),
-            ),
+            "UPDATE jobs SET status = 'FAILED', error = :error, error_code = :error_code,"
+            " error_details = :error_details," + finished,
+            {
+                **params,
+                "error": result.error or "the worker reported a failure",
+                "error_code": str(result.error_code) if result.error_code else "WORKER_FAILED",
+                "error_details": json.dumps(details) if details else None,
+            },
         )
         kind = "release"
     if row is None:
@@ -192,22 +188,23 @@ def fail(
     lease_owner: str | None = None,
 ) -> Finished | None:
     """Move an open job to FAILED (or CANCELLED) and release its hold. None if not open."""
-    owner_clause = " AND lease_owner = ?" if lease_owner is not None else ""
+    owner_clause = " AND lease_owner = :lease_owner" if lease_owner is not None else ""
+    from_statuses, from_params = named_in_list("from", [str(s) for s in only_from])
     row = tx.one(
-        "UPDATE jobs SET status = ?, error = ?, error_code = ?, result_source = ?,"
-        " finished_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL"
-        f" WHERE id = ? AND status IN ({in_list(only_from)}){owner_clause} RETURNING *",
-        (
-            str(status),
-            message,
-            str(code),
-            source,
-            now,
-            now,
-            job_id,
-            *map(str, only_from),
-            *((lease_owner,) if lease_owner is not None else ()),
-        ),
+        "UPDATE jobs SET status = :status, error = :error, error_code = :code,"
+        " result_source = :source, finished_at = :now, updated_at = :now,"
+        " lease_owner = NULL, lease_until = NULL"
+        f" WHERE id = :id AND status IN ({from_statuses}){owner_clause} RETURNING *",
+        {
+            "status": str(status),
+            "error": message,
+            "code": str(code),
+            "source": source,
+            "now": now,
+            "id": job_id,
+            "lease_owner": lease_owner,
+            **from_params,
+        },
     )
     if row is None:
         return None

@@ -51,17 +51,20 @@ def take(
     least = "LEAST" if db.dialect == "postgres" else "MIN"
     greatest = "GREATEST" if db.dialect == "postgres" else "MAX"
     # Tokens after refill; only time past updated_at counts (a stale reading refills nothing).
-    refilled = f"{least}(?, rate_buckets.tokens + {greatest}(0, ? - rate_buckets.updated_at) * ?)"
+    refilled = (
+        f"{least}(:capacity, rate_buckets.tokens"
+        f" + {greatest}(0, :now - rate_buckets.updated_at) * :per_s)"
+    )
     with db.transaction() as tx:
         now = clock()
-        refill = (capacity, now, per_s)  # the parameters of `refilled`
         row = tx.one(
-            "INSERT INTO rate_buckets (user_id, tokens, updated_at) VALUES (?, ?, ?)"
-            f" ON CONFLICT (user_id) DO UPDATE SET tokens = {refilled} - ?,"
-            f" updated_at = {greatest}(rate_buckets.updated_at, ?)"
-            f" WHERE {refilled} >= ?"
+            "INSERT INTO rate_buckets (user_id, tokens, updated_at)"
+            " VALUES (:user_id, :capacity - :cost, :now)"
+            f" ON CONFLICT (user_id) DO UPDATE SET tokens = {refilled} - :cost,"
+            f" updated_at = {greatest}(rate_buckets.updated_at, :now)"
+            f" WHERE {refilled} >= :cost"
             " RETURNING tokens",
-            (user_id, capacity - cost, now, *refill, cost, now, *refill, cost),
+            {"user_id": user_id, "capacity": capacity, "cost": cost, "now": now, "per_s": per_s},
         )
         if row is not None:
             return Decision(True, 0, float(row["tokens"]))

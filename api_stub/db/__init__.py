@@ -1,17 +1,21 @@
 """A small adapter that runs the same SQL on Postgres (psycopg) and on SQLite (stdlib).
 
-Queries use `?` placeholders; the Postgres side rewrites them to `%s`, so SQL text must not
-hold a literal `?` or `%`. Rows come back as plain dicts on both sides, ids as `str` and JSON
-columns as `str` (callers json.loads them), so no code path depends on the backend.
-Transactions are explicit: `with db.transaction() as tx:`.
+Queries take positional `?` placeholders with a sequence of parameters, or named `:name`
+placeholders with a mapping (use names wherever a statement has more than a few: a long
+positional tuple breaks silently when a column is added). The Postgres side rewrites them to
+`%s` / `%(name)s`, so SQL text must not hold a literal `?`, `%` or `:word` (Postgres casts,
+`::type`, are fine). Rows come back as plain dicts on both sides, ids as `str` and JSON columns
+as `str` (callers json.loads them), so no code path depends on the backend. Transactions are
+explicit: `with db.transaction() as tx:`. Migrations: see migrate.py.
 """
 
 from __future__ import annotations
 
 import queue
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
@@ -21,8 +25,11 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 Dialect = Literal["postgres", "sqlite"]
-Params = Sequence[Any]
+Params = Sequence[Any] | Mapping[str, Any]
 Row = dict[str, Any]
+
+# A named placeholder, not a Postgres cast (`x::text`) nor part of a longer word.
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 # Unique or check violations on either backend.
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
@@ -48,18 +55,20 @@ class _PgTx:
         self._conn = conn
 
     @staticmethod
-    def _sql(sql: str) -> str:
+    def _sql(sql: str, params: Params) -> str:
+        if isinstance(params, Mapping):
+            return _NAMED.sub(r"%(\1)s", sql)
         return sql.replace("?", "%s")
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        cur = self._conn.execute(self._sql(sql), params)
+        cur = self._conn.execute(self._sql(sql, params), params)
         return cur.rowcount
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
-        return self._conn.execute(self._sql(sql), params).fetchone()
+        return self._conn.execute(self._sql(sql, params), params).fetchone()
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
-        return self._conn.execute(self._sql(sql), params).fetchall()
+        return self._conn.execute(self._sql(sql, params), params).fetchall()
 
     def script(self, sql: str) -> None:
         self._conn.execute(sql)  # no params: several statements are fine
@@ -76,7 +85,7 @@ class _SqliteTx:
         self._conn = conn
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        cur = self._conn.execute(sql, tuple(params))
+        cur = self._conn.execute(sql, _sqlite_params(params))
         count = cur.rowcount
         # RETURNING rows must be consumed before the statement is complete.
         cur.fetchall()
@@ -87,7 +96,7 @@ class _SqliteTx:
         return rows[0] if rows else None
 
     def all(self, sql: str, params: Params = ()) -> list[Row]:
-        cur = self._conn.execute(sql, tuple(params))
+        cur = self._conn.execute(sql, _sqlite_params(params))
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -98,6 +107,11 @@ class _SqliteTx:
 
     def notify(self, channel: str) -> None:
         return None  # SQLite has no LISTEN/NOTIFY: dispatchers poll.
+
+
+def _sqlite_params(params: Params) -> tuple[Any, ...] | dict[str, Any]:
+    """sqlite3 takes `:name` with a dict and `?` with a tuple, as our SQL does."""
+    return dict(params) if isinstance(params, Mapping) else tuple(params)
 
 
 def _statements(sql: str) -> Iterator[str]:
@@ -220,3 +234,11 @@ def in_list(values: Sequence[Any]) -> str:
     if not values:
         raise ValueError("empty IN list")
     return ", ".join("?" for _ in values)
+
+
+def named_in_list(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """Named placeholders for an IN (...) list, `:p0, :p1`, and their parameters."""
+    if not values:
+        raise ValueError("empty IN list")
+    params = {f"{prefix}{i}": value for i, value in enumerate(values)}
+    return ", ".join(f":{name}" for name in params), params

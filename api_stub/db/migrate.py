@@ -1,7 +1,15 @@
 """Numbered migrations (`migrations/NNN_name.sql`), applied once each, in order.
 
-The files are Postgres DDL. For SQLite the few types it lacks are mapped to its storage
-classes; everything else (CHECK, partial unique indexes, foreign keys) is common syntax.
+How the dialects diverge, decided before the second migration exists:
+
+- `NNN_name.sql` is shared: Postgres DDL in the syntax both databases accept. For SQLite the
+  few types it lacks are mapped to its storage classes; everything else (CHECK, partial unique
+  indexes, foreign keys) is common syntax. Write a migration this way whenever it can be.
+- Where it cannot (SQLite has no `ALTER COLUMN`, no `ADD CONSTRAINT`; a change there means the
+  create-copy-drop-rename dance), add `NNN_name.sqlite.sql` and/or `NNN_name.postgres.sql`
+  beside it: a dialect's own file replaces the shared one for that dialect only, and is run as
+  written (no type mapping). A version needs a shared file or both dialects' files, and one
+  name: `load_migrations` refuses anything else.
 """
 
 from __future__ import annotations
@@ -9,15 +17,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from api_stub.db import Database, Tx
+from api_stub.db import Database, Dialect, Tx
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)(?:\.(postgres|sqlite))?\.sql$")
 # Serialises concurrent `migrate` runs on Postgres (transaction-scoped, released at commit).
 _MIGRATE_LOCK_KEY = 0x51_4D_50_4E_47_01
 _SQLITE_TYPES = (
@@ -33,18 +42,36 @@ _SQLITE_TYPES = (
 class Migration:
     version: int
     name: str
-    sql: str
+    sql: str | None  # the shared file (None when both dialects have their own)
+    own: dict[Dialect, str] = field(default_factory=dict)  # per-dialect replacements
+
+    def sql_for(self, dialect: Dialect) -> str:
+        if dialect in self.own:
+            return self.own[dialect]
+        if self.sql is None:  # load_migrations prevents this
+            raise RuntimeError(f"migration {self.version:03d} has no SQL for {dialect}")
+        return self.sql if dialect == "postgres" else to_sqlite(self.sql)
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    found = []
+    files: dict[int, list[tuple[str, str | None, str]]] = {}
     for path in sorted(directory.iterdir()):
         match = _FILE.match(path.name)
         if match:
-            found.append(Migration(int(match[1]), match[2], path.read_text()))
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"duplicate migration numbers in {directory}")
+            files.setdefault(int(match[1]), []).append((match[2], match[3], path.read_text()))
+    found = []
+    for version, parts in sorted(files.items()):
+        names = {name for name, _, _ in parts}
+        dialects = [dialect for _, dialect, _ in parts]
+        if len(names) != 1 or len(set(dialects)) != len(dialects):
+            raise RuntimeError(f"duplicate migration numbers in {directory}: {version:03d}")
+        shared = next((sql for _, dialect, sql in parts if dialect is None), None)
+        own = {cast(Dialect, d): sql for _, d, sql in parts if d is not None}
+        if shared is None and set(own) != {"postgres", "sqlite"}:
+            raise RuntimeError(
+                f"migration {version:03d} needs a shared .sql or both dialects' files"
+            )
+        found.append(Migration(version, names.pop(), shared, own))
     return found
 
 
@@ -76,8 +103,7 @@ def migrate(db: Database, migrations: list[Migration] | None = None) -> list[int
         for migration in pending:
             if migration.version in done:
                 continue
-            sql = migration.sql if tx.dialect == "postgres" else to_sqlite(migration.sql)
-            tx.script(sql)
+            tx.script(migration.sql_for(tx.dialect))
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, time.time()),
