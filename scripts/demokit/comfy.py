@@ -145,7 +145,7 @@ def start_double(children: Children, workdir: Path, env: dict[str, str]) -> tupl
         wait_http(
             child,
             f"http://{LOOPBACK}:{port}/system_stats",
-            deadline_s=120,
+            deadline_s=600,  # catches a hang only: a loaded machine may need minutes
             what="starting the ComfyUI double",
             log_marker=f"go to: http://{LOOPBACK}:{port}\n",
         )

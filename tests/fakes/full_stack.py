@@ -65,6 +65,9 @@ LOCAL_API_SETTINGS: dict[str, Any] = {
     "reconcile_every_s": 3600,  # a second /status would find the job gone
 }
 
+# Waits here only catch hangs: far above any run, however loaded the machine.
+HANG_S = 600.0
+
 
 class StartError(RuntimeError):
     """A process of the stack did not come up; the message carries its log's tail."""
@@ -98,7 +101,7 @@ class Process:
         self.popen.kill()
         self.popen.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 15) -> None:
+    def stop(self, timeout_s: float = HANG_S) -> None:
         if self.popen.poll() is not None:
             return
         self.popen.terminate()
@@ -236,7 +239,7 @@ def start_double(workdir: Path, *, models_dir: Path, lock: Path) -> DoubleProces
         log_path=workdir / "double.log",
     )
     url = f"http://127.0.0.1:{port}"
-    wait_ready(process, _answers(f"{url}/system_stats"), timeout_s=120)
+    wait_ready(process, _answers(f"{url}/system_stats"), timeout_s=HANG_S)
     return DoubleProcess(process, url, dirs["input"], dirs["output"])
 
 
@@ -292,7 +295,7 @@ def start_worker(workdir: Path, env: Mapping[str, str]) -> tuple[Process, str]:
     )
     url = f"http://127.0.0.1:{port}"
     # The API comes up only after start-up (workflow checks against the double, warm-up).
-    wait_ready(process, _answers(f"{url}/docs"), timeout_s=180)
+    wait_ready(process, _answers(f"{url}/docs"), timeout_s=HANG_S)
     return process, url
 
 
@@ -500,7 +503,7 @@ class InFlight:
             with self._lock:
                 self._count -= 1
 
-    def wait_idle(self, timeout_s: float = 30) -> None:
+    def wait_idle(self, timeout_s: float = HANG_S) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             with self._lock:
@@ -628,7 +631,7 @@ class FullLoop:
         job_id: str,
         *,
         until: Collection[str] = TERMINAL,
-        timeout_s: float = 60,
+        timeout_s: float = HANG_S,
     ) -> dict[str, Any]:
         """Poll GET /api/jobs/{id} until its status is in `until`; returns the view."""
         deadline = time.monotonic() + timeout_s
