@@ -1,7 +1,7 @@
 """The dispatcher process: claim QUEUED jobs, POST them to Runpod /run, mark them RUNNING.
 
 Several may run at once. Each pass re-queues expired leases, then claims up to DISPATCH_BATCH
-jobs within MAX_INFLIGHT (see api_stub.queue). Between passes it sleeps on LISTEN/NOTIFY
+jobs within MAX_INFLIGHT (see api_stub.jobqueue). Between passes it sleeps on LISTEN/NOTIFY
 (Postgres) with POLL_S as the fallback.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from api_stub import jobs, queue
+from api_stub import jobqueue, jobs
 from api_stub.db import Database, Row
 from api_stub.jobs import ControlErrorCode, Finished, Status
 from api_stub.logs import settings_for_log
@@ -79,7 +79,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """One pass: claim and dispatch; returns how many jobs were claimed."""
         s = self.settings
-        claim = queue.claim(
+        claim = jobqueue.claim(
             self.db,
             owner=self.owner,
             limit=s.dispatch_batch,
@@ -183,7 +183,7 @@ class Dispatcher:
             log.warning("dispatch failed", extra={"job_id": job_id, "error": str(exc)})
             self._fail(job_id, f"Runpod /run failed: {exc}")
             return
-        row = queue.mark_running(
+        row = jobqueue.mark_running(
             self.db, job_id, owner=self.owner, runpod_job_id=runpod_id, now=self._clock()
         )
         if row is None:
@@ -200,12 +200,12 @@ class Dispatcher:
         """
         job_id = job["id"]
         ids = {"job_id": job_id, "runpod_job_id": runpod_id}
-        if queue.adopt_finished_run(
+        if jobqueue.adopt_finished_run(
             self.db, job_id, runpod_job_id=runpod_id, attempts=job["attempts"]
         ):
             log.info("job finished before its dispatch was recorded", extra=ids)
             return
-        status = queue.status_of(self.db, job_id)
+        status = jobqueue.status_of(self.db, job_id)
         log.warning(
             "job left DISPATCHING during /run; cancelling the stray run",
             extra={**ids, "status": status},
@@ -217,7 +217,7 @@ class Dispatcher:
 
     def _renew(self, job_id: str) -> bool:
         now = self._clock()
-        return queue.renew_lease(
+        return jobqueue.renew_lease(
             self.db, job_id, owner=self.owner, until=now + self.settings.lease_s, now=now
         )
 

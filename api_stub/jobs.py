@@ -4,7 +4,7 @@ QUEUED -> DISPATCHING (claimed, leased) -> RUNNING (Runpod job id known) -> SUCC
 CANCELLED. Every transition is a conditional UPDATE on the current status, so transitions are
 monotonic: a terminal job never changes again, a late FAILED cannot undo SUCCEEDED, and two
 racing callbacks settle credits once. The single backward move, DISPATCHING -> QUEUED when a
-lease expires, lives in api_stub.queue.
+lease expires, lives in api_stub.jobqueue.
 """
 
 from __future__ import annotations

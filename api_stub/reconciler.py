@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_stub import jobs, queue
+from api_stub import jobqueue, jobs
 from api_stub.db import Database, Row
 from api_stub.jobs import ControlErrorCode, Finished
 from api_stub.logs import settings_for_log
@@ -93,7 +93,7 @@ class Reconciler:
         """One pass; returns how many jobs were checked."""
         s = self.settings
         now = self._clock()
-        reaped = queue.reap(self.db, now=now, max_claims=s.dispatch_max_claims)
+        reaped = jobqueue.reap(self.db, now=now, max_claims=s.dispatch_max_claims)
         if reaped.requeued:
             # A dispatcher died holding these (or is stuck in /run): say which, as it would.
             log.warning("leases expired; jobs re-queued", extra={"job_ids": reaped.requeued})
@@ -103,7 +103,7 @@ class Reconciler:
                 extra={"job_id": finished.row["id"], "attempts": finished.row["attempts"]},
             )
             self._observe(finished)
-        due = queue.due_for_check(
+        due = jobqueue.due_for_check(
             self.db,
             now=now,
             after_s=s.reconcile_after_s,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from api_stub import queue
+from api_stub import jobqueue
 from api_stub.db import Database
 from api_stub.metrics import Metrics
 from api_stub.runpod_client import RunpodClient
@@ -89,8 +89,8 @@ class Services:
         database = db or Database(settings.database_url, pool_size=settings.db_pool_size)
         metrics = Metrics()
         metrics.add_db_gauges(
-            lambda: queue.counts_by_status(database),
-            lambda: queue.success_ratio(database, since=clock() - settings.metrics_window_s),
+            lambda: jobqueue.counts_by_status(database),
+            lambda: jobqueue.success_ratio(database, since=clock() - settings.metrics_window_s),
         )
         return cls(
             settings=settings,

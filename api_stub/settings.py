@@ -259,8 +259,3 @@ class ApiSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         return cls.model_validate(env_values(cls, environ))
-
-
-# Both names are in use: scripts/gen_docs.py imports ApiSettings, the image and compose
-# tests import Settings (beside the worker's own Settings).
-Settings = ApiSettings

@@ -93,7 +93,7 @@ def to_srgb_8bit(image: Image.Image, icc_profile: bytes | None = None) -> Image.
         try:
             return _apply_icc(base, icc_profile)
         except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-            log.warning("ignoring unusable ICC profile (%s)", exc)
+            log.warning("ignoring an unusable ICC profile", extra={"error": str(exc)})
     if base.mode in ("RGB", "RGBA"):
         return base
     return base.convert("RGBA" if _has_alpha_band(base) else "RGB")
@@ -171,7 +171,7 @@ def apply_exif_orientation(image: Image.Image) -> Image.Image:
     try:
         upright = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as exc:  # malformed EXIF must not sink an otherwise good image
-        log.warning("ignoring unreadable EXIF orientation (%s)", exc)
+        log.warning("ignoring an unreadable EXIF orientation", extra={"error": str(exc)})
         return image.copy()  # the caller closes the file-backed original
     assert upright is not None  # not in_place
     return upright

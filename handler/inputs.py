@@ -132,7 +132,15 @@ async def _fetch_http(
         try:
             return await _get_following_redirects(target, settings, client)
         except _Retryable as exc:
-            log.info("input %s: %s (attempt %d/%d)", target.safe_url, exc.reason, attempt, attempts)
+            log.info(
+                "input fetch failed",
+                extra={
+                    "url": target.safe_url,
+                    "reason": exc.reason,
+                    "attempt": attempt,
+                    "attempts": attempts,
+                },
+            )
             if attempt == attempts:
                 reason = f"{exc.reason} after {attempts} attempt{'s' if attempts > 1 else ''}"
                 raise _fetch_failed(target.safe_url, reason) from None

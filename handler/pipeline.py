@@ -9,7 +9,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from handler.workflows import Binding, build_prompt, output_node_ids
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], object]
+# Called with (stage, percent done) as a job advances (runpod progress updates).
+ReportProgress = Callable[[str, float], object]
 
 
 @dataclass
@@ -63,7 +64,6 @@ class WorkerContext:
     comfyui_version: str | None = None
     input_dir: Path | None = None
     output_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     handover: Handover | None = None  # default: from settings and the folders above
 
     def __post_init__(self) -> None:
@@ -90,7 +90,7 @@ class _Job:
     run_folder: str
 
 
-async def run_job(ctx: WorkerContext, raw: object, progress: Progress | None = None) -> dict:
+async def run_job(ctx: WorkerContext, raw: object, progress: ReportProgress | None = None) -> dict:
     """Run one job and return the callback body (also the Runpod result). Never raises."""
     report = progress or (lambda stage, pct: None)
     timer = StageTimer()
@@ -220,7 +220,7 @@ async def _process_batch(
     pixels: list[np.ndarray],
     mask: Image.Image | None,
     timer: StageTimer,
-    report: Progress,
+    report: ReportProgress,
 ) -> list[tuple[int, str, EncodedImage]]:
     """One prompt for the inputs in `group` (same shape): (input index, name, file) each.
 

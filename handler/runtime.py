@@ -26,7 +26,7 @@ from handler.errors import JobError
 from handler.handover import make_handover
 from handler.inputs import input_s3_client_factory
 from handler.models_lock import ModelsLock
-from handler.pipeline import Progress, WorkerContext, run_job
+from handler.pipeline import ReportProgress, WorkerContext, run_job
 from handler.progress import ProgressThrottle
 from handler.settings import Settings
 from handler.storage import output_s3_client_factory
@@ -134,7 +134,7 @@ class WorkerRuntime:
         return ctx
 
     def submit(
-        self, raw: object, progress: Progress | None = None
+        self, raw: object, progress: ReportProgress | None = None
     ) -> concurrent.futures.Future[dict]:
         assert self.ctx is not None, "start() first"
         ctx = self.ctx

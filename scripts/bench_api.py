@@ -30,7 +30,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from api_stub import queue, signing  # noqa: E402
+from api_stub import jobqueue, signing  # noqa: E402
 from api_stub.auth import NewUser, create_user  # noqa: E402
 from api_stub.db import Database  # noqa: E402
 from api_stub.jobs import NewJob  # noqa: E402
@@ -110,7 +110,7 @@ def bench_claims(db: Database, user: NewUser, count: int, dispatchers: int, batc
 
     def work(i: int) -> None:
         while True:
-            got = queue.claim(
+            got = jobqueue.claim(
                 db,
                 owner=f"bench-{i}",
                 limit=batch,

@@ -263,7 +263,10 @@ class ComfyClient:
                 await self.delete_queued([prompt_id])
                 await self.interrupt(prompt_id)
         except (JobError, TimeoutError) as exc:
-            log.warning("could not remove prompt %s from ComfyUI: %s", prompt_id, exc)
+            log.warning(
+                "could not remove the prompt from ComfyUI",
+                extra={"prompt_id": prompt_id, "error": str(exc)},
+            )
 
     async def _connect(self, client_id: str) -> ClientConnection:
         """Open the websocket and wait for ComfyUI's first `status` frame."""
@@ -326,7 +329,10 @@ class ComfyClient:
                 raw = await asyncio.wait_for(follow.socket.recv(), self.idle_timeout_s)
             except (TimeoutError, ConnectionClosed) as exc:
                 reason = "silent" if isinstance(exc, TimeoutError) else "closed"
-                log.info("websocket %s for prompt %s; checking /history", reason, follow.prompt_id)
+                log.info(
+                    "websocket lost; checking /history",
+                    extra={"reason": reason, "prompt_id": follow.prompt_id},
+                )
                 result = await self._reconcile(follow)
                 if result is not None:
                     return result

@@ -122,7 +122,7 @@ class ComfySupervisor:
         if self.attached:
             await self._wait_ready(None)
             self.state = "attached"
-            log.info("attached to ComfyUI at %s", self.base_url)
+            log.info("attached to ComfyUI", extra={"url": self.base_url})
             return
         try:
             await self._spawn_until_ready()
@@ -148,8 +148,7 @@ class ComfySupervisor:
         try:
             await self._wait_ready(self._process)
         except ComfyStartError:
-            for line in self._tail:
-                log.error("comfyui| %s", line)
+            log.error("ComfyUI did not start; its last output", extra={"output": list(self._tail)})
             await self._terminate()
             raise
 
@@ -169,7 +168,10 @@ class ComfySupervisor:
         assert self.settings.comfyui_dir is not None
         self._check_port_free()
         cmd = self.command()
-        log.info("starting ComfyUI: %s (in %s)", " ".join(cmd), self.settings.comfyui_dir)
+        log.info(
+            "starting ComfyUI",
+            extra={"command": " ".join(cmd), "cwd": str(self.settings.comfyui_dir)},
+        )
         self._tail.clear()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -182,7 +184,7 @@ class ComfySupervisor:
             )
         except OSError as exc:
             raise ComfyStartError(f"could not start ComfyUI: {exc}") from exc
-        log.info("ComfyUI started (pid %d)", self._process.pid)
+        log.info("ComfyUI started", extra={"pid": self._process.pid})
         self._reader = asyncio.create_task(self._pump(self._process), name="comfyui-log")
 
     async def _pump(self, process: asyncio.subprocess.Process) -> None:
@@ -190,7 +192,7 @@ class ComfySupervisor:
         async for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
             self._tail.append(line)
-            child_log.info("%s", line)
+            child_log.info(line)  # the child's own line is the message; it has no fields
 
     async def _wait_ready(self, process: asyncio.subprocess.Process | None) -> None:
         deadline = asyncio.get_running_loop().time() + self.settings.comfyui_start_timeout_s
@@ -245,14 +247,17 @@ class ComfySupervisor:
                 return
             self.last_exit_code = code
             self.state = "restarting"
-            log.error("ComfyUI exited with code %s; last output:", code)
-            for line in self._tail:
-                log.error("comfyui| %s", line)
+            log.error(
+                "ComfyUI exited; its last output",
+                extra={"exit_code": code, "output": list(self._tail)},
+            )
             await self._terminate()  # reap it and whatever it left running in its group
             while True:
                 if failures >= self.max_restarts:
                     self.state = "failed"
-                    log.error("ComfyUI failed %d restarts in a row; giving up", failures)
+                    log.error(
+                        "ComfyUI restarts keep failing; giving up", extra={"failures": failures}
+                    )
                     return
                 await asyncio.sleep(self.restart_backoff_s * 2**failures)
                 self.restarts += 1
@@ -260,7 +265,7 @@ class ComfySupervisor:
                     await self._spawn_until_ready()
                 except ComfyStartError as exc:
                     failures += 1
-                    log.error("ComfyUI restart failed: %s", exc)
+                    log.error("ComfyUI restart failed", extra={"error": str(exc)})
                     continue
                 failures = 0
                 self.state = "ready"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from api_helpers import MASTER, balance, job_row, ledger, make_jobs, statuses, wait_until
 
-from api_stub import jobs, queue, signing
+from api_stub import jobqueue, jobs, signing
 from api_stub.auth import NewUser, create_user
 from api_stub.db import Database
 from api_stub.dispatcher import Dispatcher
@@ -174,7 +174,7 @@ def test_expired_lease_is_requeued_and_dispatched_again(
     [job_id] = make_jobs(db, alice, 1)
     now = [time.time()]  # the test's clock: the lease ends when the test says, not the machine
     # A dispatcher claims the job and dies before calling /run.
-    claim = queue.claim(
+    claim = jobqueue.claim(
         db, owner="dead", limit=1, max_inflight=10, lease_s=60, max_claims=5, now=now[0]
     )
     assert [r["id"] for r in claim.jobs] == [job_id]
@@ -194,7 +194,7 @@ def test_a_job_whose_dispatchers_keep_dying_is_failed(
 ) -> None:
     [job_id] = make_jobs(db, alice, 1)
     for _ in range(2):
-        queue.claim(
+        jobqueue.claim(
             db, owner="dead", limit=1, max_inflight=10, lease_s=-1, max_claims=2, now=time.time()
         )
     dispatcher_for(dispatch_max_claims=2).run_once()
@@ -208,7 +208,7 @@ def test_a_job_cancelled_during_run_is_cancelled_on_runpod(
 ) -> None:
     [job_id] = make_jobs(db, alice, 1)
     dispatcher = dispatcher_for()
-    claim = queue.claim(
+    claim = jobqueue.claim(
         db,
         owner=dispatcher.owner,
         limit=1,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from api_helpers import MASTER, job_row, make_jobs
 
-from api_stub import jobs, queue
+from api_stub import jobqueue, jobs
 from api_stub.auth import NewUser
 from api_stub.db import Database
 from api_stub.dispatcher import Dispatcher
@@ -299,8 +299,10 @@ def test_a_run_whose_job_was_requeued_meanwhile_is_cancelled_as_a_stray(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dispatcher, client = racing
-    # The lease expires during /run and the reaper hands the job back to the queue.
-    client.meanwhile = lambda job_id: queue.reap(db, now=time.time() + 3600, max_claims=5) and None
+    # The lease expires during /run and the reaper hands the job back to the jobqueue.
+    client.meanwhile = lambda job_id: (
+        jobqueue.reap(db, now=time.time() + 3600, max_claims=5) and None
+    )
     [job_id] = make_jobs(db, alice, 1)
     with caplog.at_level(logging.INFO, logger="api_stub.dispatcher"):
         dispatcher.run_once()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from api_helpers import MASTER, balance, job_row, ledger, make_jobs
 
-from api_stub import queue
+from api_stub import jobqueue
 from api_stub.auth import NewUser
 from api_stub.db import Database
 from api_stub.dispatcher import Dispatcher
@@ -167,7 +167,7 @@ def test_requeued_leases_of_a_dead_dispatcher_are_logged_with_their_job_ids(
     parts: Parts, db: Database, alice: NewUser, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = make_jobs(db, alice, 2)
-    claim = queue.claim(
+    claim = jobqueue.claim(
         db, owner="dead", limit=2, max_inflight=10, lease_s=60, max_claims=5, now=parts.clock[0]
     )
     assert len(claim.jobs) == 2
@@ -186,7 +186,7 @@ def test_a_job_whose_dispatchers_keep_dying_is_failed_and_logged(
     [job_id] = make_jobs(db, alice, 1)
     claims = parts.settings.dispatch_max_claims
     for _ in range(claims):  # each claim dies at once: its lease is already over
-        queue.claim(
+        jobqueue.claim(
             db,
             owner="dead",
             limit=1,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from api_stub.settings import Settings as ApiSettings
+from api_stub.settings import ApiSettings
 from handler.settings import Settings as WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]

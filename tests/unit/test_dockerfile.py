@@ -25,7 +25,7 @@ from types import ModuleType
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from api_stub.settings import Settings as ApiSettings
+from api_stub.settings import ApiSettings
 from handler.models_lock import LockError, parse_lock
 from handler.settings import ALL_TYPES
 from handler.settings import Settings as WorkerSettings
