@@ -62,29 +62,6 @@ def sign_headers(body: bytes, key: bytes, *, message_id: str, timestamp: int) ->
     }
 
 
-def verify_standard(
-    body: bytes, headers: dict[str, str], keys: list[bytes], *, now: int, tolerance_s: int = 300
-) -> bool:
-    """Verify Standard Webhooks headers against any of `keys`, in constant time."""
-    try:
-        timestamp = int(headers["webhook-timestamp"])
-        message_id = headers["webhook-id"]
-        signatures = headers["webhook-signature"].split()
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance_s:
-        return False
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    ok = False
-    for key in keys:
-        expected = _b64_hmac(key, signed)
-        for sig in signatures:
-            version, _, value = sig.partition(",")
-            if version == "v1" and hmac.compare_digest(expected.encode(), value.encode()):
-                ok = True
-    return ok
-
-
 @dataclass(frozen=True)
 class DeliveryReport:
     delivered: bool

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ def build_tiny_models(models_dir: Path, *, lama_source: Path | None = None) -> P
     if u2netp is not None:
         entries.append(u2netp)
     return write_lock(models_dir / "models.lock", entries)
+
+
+def standard_webhooks_accept(body: bytes, headers: Mapping[str, str], key: bytes) -> bool:
+    """Whether the `standardwebhooks` library (what receivers use) accepts this signed body."""
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    secret = "whsec_" + base64.b64encode(key).decode()
+    try:
+        Webhook(secret).verify(body, dict(headers), json_parse=False)
+    except WebhookVerificationError:
+        return False
+    return True
 
 
 def callback_key() -> tuple[bytes, str]:

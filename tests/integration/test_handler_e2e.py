@@ -11,19 +11,22 @@ import hmac
 import io
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from handler.callback import verify_standard
 from handler.comfy.client import ComfyClient
 from handler.pipeline import run_job
 from tests.fakes.comfy_double import Faults
 from tests.fakes.http_server import LoopbackHTTPServer, Reply
 from tests.fakes.s3_server import MotoS3
-from tests.fakes.worker_stack import callback_key, data_uri, payload
+from tests.fakes.worker_stack import (
+    callback_key,
+    data_uri,
+    payload,
+    standard_webhooks_accept,
+)
 
 pytestmark = pytest.mark.torch
 
@@ -94,7 +97,7 @@ def callbacks(web: LoopbackHTTPServer) -> list:
 def assert_signed(request, key: bytes) -> dict:
     expected = base64.b64encode(hmac.new(key, request.body, hashlib.sha256).digest()).decode()
     assert hmac.compare_digest(request.headers["x-signature"], expected)
-    assert verify_standard(request.body, request.headers, [key], now=int(time.time()))
+    assert standard_webhooks_accept(request.body, request.headers, key)
     return json.loads(request.body)
 
 
