@@ -122,10 +122,9 @@ def photo_like(width: int, height: int, seed: int = 7) -> np.ndarray:
         axis=-1,
     )
     # Texture is mostly luminance in real photos: one plane shared by the channels.
-    texture = sum(
-        amplitude * _upsampled_noise(rng, width, height, cell)
-        for cell, amplitude in ((256, 18.0), (64, 10.0), (16, 6.0), (4, 4.0))
-    )
+    texture = np.zeros((height, width), np.float64)
+    for cell, amplitude in ((256, 18.0), (64, 10.0), (16, 6.0), (4, 4.0)):
+        texture += amplitude * _upsampled_noise(rng, width, height, cell)
     grain = rng.normal(0.0, 2.5, (height, width, 3)).astype(np.float32)
     pixels = base + texture[..., None] + grain
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
@@ -206,7 +205,7 @@ class FinishedJobs(logging.Handler):
 
 
 # LoadImage -> SaveImage: the floor any ComfyUI client pays for a PNG out of a JPEG in.
-MINIMAL_GRAPH = {
+MINIMAL_GRAPH: dict[str, dict[str, Any]] = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "x"}},
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
 }
@@ -326,12 +325,16 @@ async def side_by_side(
             double = ComfyDouble(Path(tmp) / "comfy", node_packs=[REPO / "comfy_nodes/simplypng"])
             stack.enter_context(serve_in_thread(double))
             assert double.base_url is not None
-            url, folders = double.base_url, (double.input_dir, double.output_dir)
+            url = double.base_url
+            folders: tuple[Path, Path] | tuple[None, None] = (double.input_dir, double.output_dir)
             target = "the ComfyUI test double (NOT ComfyUI: pass --comfyui-url for real figures)"
         else:
             url = comfyui_url
-            known = comfyui_dir is not None
-            folders = (comfyui_dir / "input", comfyui_dir / "output") if known else (None, None)
+            folders = (
+                (comfyui_dir / "input", comfyui_dir / "output")
+                if comfyui_dir is not None
+                else (None, None)
+            )
             target = f"ComfyUI at {url}"
         web = stack.enter_context(LoopbackHTTPServer())
         web.route("POST", "/hook", Reply(204))

@@ -18,6 +18,7 @@ Nothing asserts a time; the README quotes what this printed, with the machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
     one = photo(args.size)
     four = one.repeat(4, 1, 1, 1)
     calls: dict[str, Callable[[], object]] = {
-        name: (lambda s=segmenter: s.predict(one)) for name, segmenter in segmenters.items()
+        name: functools.partial(segmenter.predict, one) for name, segmenter in segmenters.items()
     }
     torch_segmenter = segmenters[f"torch ({device.type})"]
     calls[f"torch ({device.type}), batch of 4, per image"] = lambda: torch_segmenter.predict(four)

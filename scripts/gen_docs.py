@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from pathlib import Path
@@ -61,10 +62,14 @@ def blocks() -> dict[str, str]:
     return out
 
 
+def _fill(body: str, match: re.Match[str]) -> str:
+    return match.group(1) + body + "\n" + match.group(2)
+
+
 def render(readme: str) -> str:
     for name, body in blocks().items():
         pattern = re.compile(rf"(<!-- gen:{name} -->\n).*?(<!-- /gen:{name} -->)", re.S)
-        readme = pattern.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(2), readme)
+        readme = pattern.sub(functools.partial(_fill, body), readme)
     return readme
 
 

@@ -7,4 +7,5 @@ export SIMPLYPNG_TEST_PG_DSN=${SIMPLYPNG_TEST_PG_DSN:-postgresql://postgres@127.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy -p handler -p api_stub -p simplypng
+.venv/bin/mypy scripts docker tests/fakes
 exec .venv/bin/pytest -q -rs "$@"

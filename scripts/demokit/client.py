@@ -89,7 +89,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
         raise ApiCallFailed(
             f"{response.request.method} {response.request.url.path}: {_error(response)}"
         )
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 def _error(response: httpx.Response) -> str:

@@ -9,6 +9,7 @@ cast shadow is not part of it), which the tests compare the real u2netp's alpha 
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ def _mask(size: tuple[int, int], draw: Draw) -> np.ndarray:
 
 def _scaled(coords: tuple[float, ...], s: float) -> list[float]:
     return [c * s for c in coords]
+
+
+def _polygon(coords: tuple[float, ...], d: ImageDraw.ImageDraw, s: float) -> None:
+    d.polygon(_scaled(coords, s), fill=255)
 
 
 def _backdrop(size: tuple[int, int], top: Rgb, bottom: Rgb, horizon: float = 0.62) -> np.ndarray:
@@ -146,7 +151,7 @@ def bottle_photo(size: tuple[int, int] = (640, 800)) -> tuple[Image.Image, np.nd
 
     def glass(d: ImageDraw.ImageDraw, s: float) -> None:
         d.rounded_rectangle(_scaled(body, s), radius=34 * s, fill=255)
-        shoulders = (cx - 118, height * 0.40, cx - 46, height * 0.25)
+        shoulders: tuple[float, ...] = (cx - 118, height * 0.40, cx - 46, height * 0.25)
         shoulders += (cx + 46, height * 0.25, cx + 118, height * 0.40)
         d.polygon(_scaled(shoulders, s), fill=255)
         d.rectangle(_scaled((cx - 46, height * 0.16, cx + 46, height * 0.27), s), fill=255)
@@ -220,9 +225,7 @@ def tagged_box_photo(size: tuple[int, int] = (800, 600)) -> tuple[Image.Image, d
         (side, (170, 124, 78)),
         (top, (214, 172, 122)),
     ):
-        _composite(
-            canvas, _mask(size, lambda d, s, p=poly: d.polygon(_scaled(p, s), fill=255)), colour
-        )
+        _composite(canvas, _mask(size, functools.partial(_polygon, poly)), colour)
     _composite(
         canvas,
         _mask(size, lambda d, s: d.rectangle(_scaled(front, s), fill=255)),

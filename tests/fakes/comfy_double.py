@@ -67,6 +67,7 @@ from tests.fakes.comfy_double_nodes import (
     running_in,
 )
 from tests.fakes.comfy_double_validation import (
+    NodeClass,
     declared_inputs,
     error_body,
     format_value,
@@ -193,7 +194,7 @@ class ComfyDouble:
         # Control calls received (POST /prompt, /interrupt, /queue), for test assertions.
         self.requests: list[dict[str, Any]] = []
         self.ws_connections: list[str] = []  # clientId of every websocket opened, in order
-        self.node_classes: dict[str, type] = dict(CORE_NODES)
+        self.node_classes: dict[str, NodeClass] = dict(CORE_NODES)
         # Packs may import ComfyUI's modules lazily: keep the shims while this double lives.
         self._uses_shims = bool(node_packs) and acquire_comfy_shims()
         with self.bound():
@@ -333,7 +334,7 @@ class ComfyDouble:
         if faults.drop_ws_at == event and sid is not None and sid in self._sockets:
             faults.drop_ws_at = None
             ws = self._sockets.pop(sid)
-            self._tasks.append(asyncio.create_task(ws.close()))
+            self._tasks.append(asyncio.create_task(_close(ws)))
             return True
         return False
 
@@ -501,7 +502,7 @@ class ComfyDouble:
         prompt_id = str(body.get("prompt_id", uuid.uuid4()))
         try:
             with self.bound():
-                valid, error, outputs, node_errors = validate_prompt(prompt, self.node_classes)
+                valid, invalid, outputs, node_errors = validate_prompt(prompt, self.node_classes)
         except Exception:
             log.exception("validation crashed")
             return web.Response(status=500, text=_HTTP_500_TEXT)
@@ -509,7 +510,7 @@ class ComfyDouble:
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
         if not valid:
-            return web.json_response({"error": error, "node_errors": node_errors}, status=400)
+            return web.json_response({"error": invalid, "node_errors": node_errors}, status=400)
         heapq.heappush(self._pending, (number, prompt_id, prompt, extra_data, outputs))
         self._queue_updated()
         assert self._wakeup is not None
@@ -718,7 +719,7 @@ class ComfyDouble:
         if run.client_id is not None or broadcast:
             self._emit(event, data, run.client_id)
 
-    def _is_changed(self, cls: type, inputs: dict[str, Any]) -> str:
+    def _is_changed(self, cls: NodeClass, inputs: dict[str, Any]) -> str:
         fn = getattr(cls, "IS_CHANGED", None)
         if fn is None:
             return ""
@@ -763,7 +764,7 @@ class ComfyDouble:
         with self.bound():
             return {node_id: signature(node_id) for node_id in prompt}
 
-    def _node_inputs(self, cls: type, node_id: str, graph: _Graph) -> dict[str, Any]:
+    def _node_inputs(self, cls: NodeClass, node_id: str, graph: _Graph) -> dict[str, Any]:
         """Keyword arguments for a node; links not evaluated (yet) are None, as in ComfyUI."""
         inputs = graph.prompt[node_id].get("inputs", {})
         kwargs: dict[str, Any] = {}
@@ -807,7 +808,7 @@ class ComfyDouble:
             return getattr(obj, method)(**kwargs)
 
     def _call_mapped(
-        self, run: _Run, node_id: str, class_type: str, obj: Any, cls: type, kwargs: dict
+        self, run: _Run, node_id: str, class_type: str, obj: Any, cls: NodeClass, kwargs: dict
     ) -> Any:
         """ComfyUI's list mapping: a list-valued input (from an OUTPUT_IS_LIST output) runs
         the node once per item unless the node sets INPUT_IS_LIST; results are gathered."""
@@ -1144,3 +1145,8 @@ def main(argv: list[str] | None = None, default_base: Path | None = None) -> int
 if __name__ == "__main__":
     # `python -m` runs from the repository root: keep the double's folders out of it.
     sys.exit(main(default_base=Path(tempfile.mkdtemp(prefix="comfy-double-"))))
+
+
+async def _close(ws: Any) -> None:
+    """Close a websocket as a task of its own (aiohttp's close returns a bool)."""
+    await ws.close()

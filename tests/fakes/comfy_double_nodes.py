@@ -98,9 +98,9 @@ def _progress_hook(value: float, total: float, preview: Any = None, node_id: str
 class ProgressBar:
     """Stand-in for comfy.utils.ProgressBar: sends `progress` frames for the running node."""
 
-    def __init__(self, total: int, node_id: str | None = None):
-        self.total = total
-        self.current = 0
+    def __init__(self, total: float, node_id: str | None = None):
+        self.total: float = total
+        self.current: float = 0
         self.node_id = node_id
 
     def update_absolute(self, value: float, total: float | None = None, preview: Any = None):

@@ -23,6 +23,10 @@ def is_link(value: Any) -> bool:
     )
 
 
+# A ComfyUI node class: duck-typed (INPUT_TYPES, RETURN_TYPES, FUNCTION, ...), as ComfyUI reads it.
+NodeClass = Any
+
+
 def full_type_name(klass: type) -> str:
     module = klass.__module__
     return klass.__qualname__ if module == "builtins" else f"{module}.{klass.__qualname__}"
@@ -34,7 +38,7 @@ def format_value(value: Any) -> Any:
     return str(value)
 
 
-def input_info(cls: type, name: str) -> tuple[Any, str | None, dict[str, Any]]:
+def input_info(cls: NodeClass, name: str) -> tuple[Any, str | None, dict[str, Any]]:
     spec = cls.INPUT_TYPES()
     for category in ("required", "optional", "hidden"):
         if name in (spec.get(category) or {}):
@@ -46,7 +50,7 @@ def input_info(cls: type, name: str) -> tuple[Any, str | None, dict[str, Any]]:
     return None, None, {}
 
 
-def declared_inputs(cls: type) -> list[str]:
+def declared_inputs(cls: NodeClass) -> list[str]:
     spec = cls.INPUT_TYPES()
     return list(spec.get("required") or {}) + list(spec.get("optional") or {})
 
@@ -61,7 +65,7 @@ def error_body(kind: str, message: str, details: str = "", **extra: Any) -> dict
 
 
 def validate_prompt(
-    prompt: Any, node_classes: dict[str, type]
+    prompt: Any, node_classes: dict[str, NodeClass]
 ) -> tuple[bool, dict[str, Any] | None, list[str], dict[str, Any]]:
     """(valid, error, outputs to run, node_errors) as ComfyUI's validate_prompt returns them.
 
@@ -139,7 +143,7 @@ def _validate_inputs(
     prompt: dict[str, Any],
     node_id: str,
     validated: dict[str, Any],
-    node_classes: dict[str, type],
+    node_classes: dict[str, NodeClass],
 ) -> tuple[bool, list[dict[str, Any]], str]:
     if node_id in validated:
         return validated[node_id]
