@@ -8,6 +8,9 @@ dispatcher [--once]             run a dispatcher process
 reconciler [--once]             run a reconciler process
 gen-secret                      print a random CALLBACK_MASTER_KEY and a whsec_ secret
 openapi                         print the OpenAPI document
+audit [--allow-open]            check the books: no job charged twice, none charged for a
+                                failure, no hold left on a finished job, ledgers sum to
+                                balances; prints a JSON report, exit 1 on any problem
 
 Every command but migrate, gen-secret and openapi refuses a database that migrate has not
 brought up to date. Mistakes (bad arguments, settings or database) print one line on stderr
@@ -45,7 +48,7 @@ MIGRATE_FIRST = "run `python -m api_stub migrate` first"
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 # Short commands whose database errors are the user's to fix; the long-running ones keep their
 # tracebacks (a failure there is an incident, not a typo).
-_ONE_SHOT = frozenset({"migrate", "create-user", "grant"})
+_ONE_SHOT = frozenset({"migrate", "create-user", "grant", "audit"})
 _NO_SCHEMA = frozenset({"migrate", "gen-secret", "openapi"})
 
 
@@ -95,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
     sub.add_parser("gen-secret", help="print fresh secrets")
     sub.add_parser("openapi", help="print the OpenAPI document")
+    check = sub.add_parser("audit", help="check jobs, charges and ledgers; exit 1 on a problem")
+    check.add_argument(
+        "--allow-open", action="store_true", help="jobs may still be queued or running"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "gen-secret":
@@ -117,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dispatcher": _dispatcher,
         "reconciler": _reconciler,
         "openapi": _openapi,
+        "audit": _audit,
     }
     try:
         if args.command not in _NO_SCHEMA:
@@ -219,6 +227,27 @@ def _create_user(settings: ApiSettings, args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _audit(settings: ApiSettings, args: argparse.Namespace) -> int:
+    from api_stub.audit import audit
+
+    db = _open(settings.database_url)
+    try:
+        report = audit(db, require_terminal=not args.allow_open)
+    finally:
+        db.close()
+    print(
+        json.dumps(
+            {
+                "ok": report.ok,
+                "jobs": report.jobs,
+                "by_status": report.by_status,
+                "problems": report.problems,
+            }
+        )
+    )
+    return 0 if report.ok else 1
 
 
 def _grant(settings: ApiSettings, args: argparse.Namespace) -> int:

@@ -227,3 +227,18 @@ def test_an_unknown_database_scheme_is_one_line(cli: Cli, monkeypatch: pytest.Mo
     monkeypatch.setenv("DATABASE_URL", "mysql://nowhere/db")
     code, _, err = cli("migrate")
     assert code == 2 and "DATABASE_URL must start with" in err and "Traceback" not in err
+
+
+def test_audit_reports_clean_books_and_exits_1_on_a_problem(cli: Cli, db_path: Path) -> None:
+    _migrated(cli)
+    code, out, err = cli("create-user", "--credits", "5")
+    assert code == 0, err
+    user_id = json.loads(out)["user_id"]
+    code, out, err = cli("audit")
+    assert code == 0, err
+    assert json.loads(out) == {"ok": True, "jobs": 0, "by_status": {}, "problems": []}
+    with sqlite3.connect(db_path) as conn:  # books that no longer balance
+        conn.execute("UPDATE balances SET available = available + 1 WHERE user_id = ?", (user_id,))
+    code, out, _ = cli("audit")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"] and report["problems"], report
