@@ -170,6 +170,11 @@ PARAM_SPECS: dict[str, dict[int, type[_Spec]]] = {
 }
 
 
+def param_names(job_type: str) -> set[str]:
+    """Every param any version of the type's spec declares, `v` excluded."""
+    return {name for spec in PARAM_SPECS[job_type].values() for name in spec.model_fields} - {"v"}
+
+
 def validate_params(job_type: str, params: dict[str, Any] | None) -> BaseModel:
     """Validate params for a type; raise INVALID_PARAMS naming the field."""
     raw = dict(params or {})

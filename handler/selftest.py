@@ -32,7 +32,7 @@ from handler.gpu_check import check_gpu
 from handler.pipeline import WorkerContext, run_job
 from handler.quality import checks
 from handler.quality.cases import cases_for
-from handler.quality.scenes import SCENES
+from handler.quality.scenes import scene
 from handler.runtime import StartupError, WorkerRuntime
 from handler.settings import Settings
 
@@ -93,16 +93,26 @@ def plain_problems(case: Case, source: Image.Image, out: Image.Image) -> list[st
 
 def check_case(case: Case, outputs: list[Image.Image]) -> list[str]:
     """Every problem with a case's outputs (one per scene, in order)."""
+    return assess_case(case, outputs)[0]
+
+
+def assess_case(
+    case: Case, outputs: list[Image.Image]
+) -> tuple[list[str], dict[str, checks.Measures]]:
+    """(problems, measures by scene) of a case's outputs; the plain cases have no measures."""
     if len(outputs) != len(case.scenes):
-        return [f"{case.job_type}: {len(outputs)} outputs for {len(case.scenes)} inputs"]
+        return [f"{case.job_type}: {len(outputs)} outputs for {len(case.scenes)} inputs"], {}
     problems: list[str] = []
+    measures: dict[str, checks.Measures] = {}
     for name, out in zip(case.scenes, outputs, strict=True):
-        scene = SCENES[name]()
+        drawn = scene(name)
         if case.job_type in ("object_remove", "upscale_2k"):
-            problems += plain_problems(case, scene.image, out)
-        else:
-            problems += checks.check_output(case.job_type, case.params, scene, out)
-    return problems
+            problems += plain_problems(case, drawn.image, out)
+            continue
+        measured = checks.measure_output(case.job_type, out, drawn)
+        problems += checks.problems_in(case.job_type, case.params, drawn, out, measured)
+        measures[name] = {k: round(v, 4) for k, v in measured.items()}
+    return problems, measures
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -153,7 +163,7 @@ async def run_cases(
                 "job_id": job_id,
                 "type": case.job_type,
                 "params": {"v": 1, **case.params},
-                "inputs": [{"url": _png_data_uri(SCENES[name]().image)} for name in case.scenes],
+                "inputs": [{"url": _png_data_uri(scene(name).image)} for name in case.scenes],
                 "output_prefix": f"{base_url}/{job_id}/",
                 "auth": {"callback_hmac": key},
                 "timeout_s": 3600,
@@ -169,16 +179,8 @@ async def run_cases(
             with Image.open(io.BytesIO(data)) as out:
                 out.load()
                 outputs.append(out)
-        found = check_case(case, outputs)
+        found, measures = assess_case(case, outputs)
         problems += [f"{label}: {problem}" for problem in found]
-        measures = {
-            name: {
-                k: round(v, 4)
-                for k, v in checks.measure_output(case.job_type, out, SCENES[name]()).items()
-            }
-            for name, out in zip(case.scenes, outputs, strict=False)  # a miscount is a problem
-            if case.job_type not in ("object_remove", "upscale_2k")
-        }
         print(
             json.dumps(
                 {

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from handler.comfy.client import ComfyClient
 from handler.handover import Handover
-from handler.params import PARAM_SPECS, validate_params
+from handler.params import param_names, validate_params
 from handler.workflows import Binding, build_prompt
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,13 @@ def warmup_runs(
     extra = list(segmenters[1:])
     for job_type in registry:
         params = dict(WARMUP_PARAMS.get(job_type, {}))
-        if "segmenter" in _fields(job_type):
+        if "segmenter" in param_names(job_type):
             runs.append((job_type, {**params, "segmenter": segmenters[0]}))
             runs += [(job_type, {**params, "segmenter": name}) for name in extra]
             extra = []
         else:
             runs.append((job_type, params))
     return runs
-
-
-def _fields(job_type: str) -> set[str]:
-    return {name for spec in PARAM_SPECS[job_type].values() for name in spec.model_fields}
 
 
 async def warm_up(

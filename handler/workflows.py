@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from handler.handover import InputRef
-from handler.params import PARAM_SPECS
+from handler.params import param_names
 
 Graph = dict[str, dict[str, Any]]
 
@@ -181,9 +181,7 @@ def node_by_title(graph: Graph, title: str) -> str | None:
 def check_binding(binding: Binding) -> list[str]:
     """Static checks: every spec param is bound and every bound title exists."""
     problems: list[str] = []
-    spec_fields: set[str] = set()
-    for model in PARAM_SPECS[binding.type].values():
-        spec_fields |= set(model.model_fields) - {"v"}
+    spec_fields = param_names(binding.type)
     for name in sorted(spec_fields - set(binding.params)):
         problems.append(f"{binding.type}: param {name!r} has no binding")
     for name in sorted(set(binding.params) - spec_fields):

@@ -195,7 +195,13 @@ def check_output(
     job_type: str, params: Mapping[str, Any], scene: Scene, image: Image.Image
 ) -> list[str]:
     """Every problem with a mask-based type's output on `scene` (empty when it is right)."""
-    m = measure_output(job_type, image, scene)
+    return problems_in(job_type, params, scene, image, measure_output(job_type, image, scene))
+
+
+def problems_in(
+    job_type: str, params: Mapping[str, Any], scene: Scene, image: Image.Image, m: Measures
+) -> list[str]:
+    """The problems `measure_output`'s measures `m` of this output show."""
     if job_type in ("bg_remove", "jpeg_to_png") and not m:
         found = [f"expected RGBA {scene.image.size}, got {image.mode} {image.size}"]
     elif job_type in ("bg_remove", "jpeg_to_png"):

@@ -10,6 +10,7 @@ without being part of the subject. Pure numpy and Pillow, seeded: the same pixel
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -219,5 +220,11 @@ SCENES: dict[str, Callable[[], Scene]] = {
 }
 
 
+@functools.cache
+def scene(name: str) -> Scene:
+    """A scene by name, drawn once per process (each is a few supersampled draws)."""
+    return SCENES[name]()
+
+
 def all_scenes() -> list[Scene]:
-    return [make() for make in SCENES.values()]
+    return [scene(name) for name in SCENES]

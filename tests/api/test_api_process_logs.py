@@ -67,6 +67,24 @@ def _messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger]
 
 
+@contextmanager
+def _dispatcher(db: Database, settings: ApiSettings, **extra: Any) -> Iterator[Dispatcher]:
+    """A Dispatcher on `db` with the settings' own Runpod client, closed afterwards."""
+    dispatcher = Dispatcher(
+        db=db,
+        runpod=make_runpod(settings),
+        storage=make_storage(settings),
+        settings=settings,
+        master_key=MASTER,
+        **extra,
+    )
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.close()
+        dispatcher.runpod.close()
+
+
 def _stopped() -> threading.Event:
     stop = threading.Event()
     stop.set()
@@ -76,18 +94,11 @@ def _stopped() -> threading.Event:
 def test_dispatcher_logs_its_settings_on_start_and_stop_without_secrets(
     secret_settings: ApiSettings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dispatcher = Dispatcher(
-        db=db,
-        runpod=make_runpod(secret_settings),
-        storage=make_storage(secret_settings),
-        settings=secret_settings,
-        master_key=MASTER,
-        owner="d-logs",
-    )
-    with caplog.at_level(logging.INFO, logger="api_stub"):
+    with (
+        _dispatcher(db, secret_settings, owner="d-logs") as dispatcher,
+        caplog.at_level(logging.INFO, logger="api_stub"),
+    ):
         dispatcher.run_forever(_stopped())
-    dispatcher.close()
-    dispatcher.runpod.close()
     assert _messages(caplog, "api_stub.dispatcher") == ["dispatcher started", "dispatcher stopped"]
     started = caplog.records[0]
     logged: dict[str, Any] = started.settings  # type: ignore[attr-defined]
@@ -141,19 +152,11 @@ def test_dispatcher_logs_failing_and_recovered_passes_once_each(
     quick_settings: ApiSettings, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     db = Database(f"sqlite:///{tmp_path / 'unused.db'}")  # SQLite: the loop polls, no LISTEN
-    dispatcher = Dispatcher(
-        db=db,
-        runpod=make_runpod(quick_settings),
-        storage=make_storage(quick_settings),
-        settings=quick_settings,
-        master_key=MASTER,
-    )
-    stop = threading.Event()
-    dispatcher.run_once = _scripted_passes([None, None, 0, 0, None, 3], stop)  # type: ignore[method-assign]
-    with caplog.at_level(logging.INFO, logger="api_stub"):
-        dispatcher.run_forever(stop)
-    dispatcher.close()
-    dispatcher.runpod.close()
+    with _dispatcher(db, quick_settings) as dispatcher:
+        stop = threading.Event()
+        dispatcher.run_once = _scripted_passes([None, None, 0, 0, None, 3], stop)  # type: ignore[method-assign]
+        with caplog.at_level(logging.INFO, logger="api_stub"):
+            dispatcher.run_forever(stop)
     db.close()
     assert _messages(caplog, "api_stub.dispatcher") == [
         "dispatcher started",
@@ -180,19 +183,11 @@ def test_dispatcher_logs_a_lost_connection_and_the_reconnect(
         yield None  # SQLite's answer: no LISTEN connection, the loop polls
 
     db.listen = listen  # type: ignore[method-assign]
-    dispatcher = Dispatcher(
-        db=db,
-        runpod=make_runpod(quick_settings),
-        storage=make_storage(quick_settings),
-        settings=quick_settings,
-        master_key=MASTER,
-    )
-    stop = threading.Event()
-    dispatcher.run_once = _scripted_passes([0], stop)  # type: ignore[method-assign]
-    with caplog.at_level(logging.INFO, logger="api_stub"):
-        dispatcher.run_forever(stop)
-    dispatcher.close()
-    dispatcher.runpod.close()
+    with _dispatcher(db, quick_settings) as dispatcher:
+        stop = threading.Event()
+        dispatcher.run_once = _scripted_passes([0], stop)  # type: ignore[method-assign]
+        with caplog.at_level(logging.INFO, logger="api_stub"):
+            dispatcher.run_forever(stop)
     db.close()
     assert _messages(caplog, "api_stub.dispatcher") == [
         "dispatcher started",

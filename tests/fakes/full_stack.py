@@ -178,14 +178,14 @@ def build_models(models_dir: Path, types: Sequence[str]) -> Path:
     return write_lock(models_dir / "models.lock", [*entries, *([u2netp] if u2netp else [])])
 
 
-# Segmenter names (params.segmenter) and the models.lock model each one loads.
-_SEGMENTER_MODELS = {"birefnet": "birefnet-general", "u2netp": "u2netp"}
-
-
 def served_segmenters(lock: Path) -> str:
-    """SEGMENTERS for a worker on `lock`: those whose model the lock lists."""
+    """SEGMENTERS for a worker on `lock`: those whose model (per the bindings) the lock lists."""
+    from handler.workflows import ModelChoice, load_binding
+
+    binding = load_binding(REPO_ROOT / "workflows" / "bg_remove.binding.json")
+    [choice] = [r for r in binding.model_refs() if isinstance(r, ModelChoice)]
     listed = {entry["model"] for entry in json.loads(lock.read_text())["models"]}
-    return ",".join(name for name, model in _SEGMENTER_MODELS.items() if model in listed)
+    return ",".join(name for name, model in choice.choices.items() if model in listed)
 
 
 @dataclass

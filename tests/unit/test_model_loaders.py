@@ -30,12 +30,15 @@ from comfy_nodes.simplypng.models import (  # noqa: E402
 from comfy_nodes.simplypng.models.errors import InferenceError, ModelFileError  # noqa: E402
 from comfy_nodes.simplypng.models.inpainter import Inpainter, tile_spans  # noqa: E402
 from comfy_nodes.simplypng.models.segmenter import (  # noqa: E402
+    BIREFNET,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NATIVE_SIZE,
     Segmenter,
     final_logits,
-    postprocess,
-    preprocess,
+    grow,
+    normalise,
+    shrink,
 )
 from tests.fakes.tiny_models import (  # noqa: E402
     birefnet_lock_entries,
@@ -163,8 +166,9 @@ def test_out_of_memory_on_a_batch_falls_back_to_one_image_at_a_time(caplog):
     masks = segmenter.predict(images)
     assert model.batches == [3, 1, 1, 1]
     assert "one image at a time" in caplog.text
-    expected = torch.sigmoid(preprocess(images.permute(0, 3, 1, 2)).mean(1, keepdim=True))
-    torch.testing.assert_close(masks, postprocess(expected.logit(), 16, 16), atol=1e-4, rtol=0)
+    model_input = normalise(shrink(images.permute(0, 3, 1, 2), NATIVE_SIZE))
+    expected = torch.sigmoid(model_input.mean(1, keepdim=True))
+    torch.testing.assert_close(masks, grow(expected, 16, 16), atol=1e-4, rtol=0)
 
 
 def test_segmenter_normalises_runs_the_model_and_resizes_back(tmp_path, lama_file):
@@ -183,18 +187,18 @@ def test_segmenter_normalises_runs_the_model_and_resizes_back(tmp_path, lama_fil
     assert mask[10, 10] < 0.01 and mask[150, 190] < 0.01 and mask[290, 100] < 0.01
 
 
-def test_preprocess_resizes_to_1024_and_applies_imagenet_normalisation():
-    out = preprocess(torch.full((1, 3, 37, 53), 0.5))
+def test_birefnet_input_is_resized_to_1024_and_imagenet_normalised():
+    out = normalise(shrink(torch.full((1, 3, 37, 53), 0.5), NATIVE_SIZE))
     assert out.shape == (1, 3, 1024, 1024)
     for channel in range(3):
         expected = (0.5 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
         assert torch.allclose(out[0, channel], torch.tensor(expected), atol=1e-5)
 
 
-def test_postprocess_applies_sigmoid_and_resizes():
+def test_birefnet_logits_become_probabilities_at_the_image_size():
     logits = torch.zeros(1, 1, 8, 8)
     logits[..., :4] = 20.0
-    probs = postprocess(logits, 5, 16)
+    probs = grow(BIREFNET.probabilities([logits], 1), 5, 16)
     assert probs.shape == (1, 5, 16)
     assert torch.allclose(probs[0, :, :6], torch.ones(5, 6), atol=1e-4)
     assert torch.allclose(probs[0, :, 10:], torch.full((5, 6), 0.5), atol=1e-4)
@@ -306,7 +310,7 @@ def test_the_standin_returns_what_birefnet_returns_in_eval(tmp_path, lama_file, 
         registry.configure()
     model = segmenter.model
     assert isinstance(model, torch.nn.Module) and not model.training
-    pixels = preprocess(torch.rand(2, 3, 40, 30))
+    pixels = normalise(shrink(torch.rand(2, 3, 40, 30), NATIVE_SIZE))
     with torch.no_grad():
         outputs = model(pixels)
         assert isinstance(outputs, list) and len(outputs) == 1

@@ -7,33 +7,23 @@ Read statically, no network: `python docker/lockreqs.py compile` needs uv and Py
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from tests.fakes.scripts import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 REQ_DIR = ROOT / "docker" / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_docker_{name}", ROOT / "docker" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-lockreqs = _load("lockreqs")
+lockreqs = load_file(ROOT / "docker" / "lockreqs.py", "_docker_lockreqs")
 WORKER = lockreqs.parse_lock((REQ_DIR / "worker.txt").read_text(encoding="utf-8"))
 API = lockreqs.parse_lock((REQ_DIR / "api.txt").read_text(encoding="utf-8"))
 TARGET = {"python_version": "3.12", "sys_platform": "linux", "platform_machine": "x86_64"}

@@ -151,11 +151,6 @@ def shrink(image: torch.Tensor, size: int) -> torch.Tensor:
     )
 
 
-def preprocess(image: torch.Tensor, size: int = NATIVE_SIZE) -> torch.Tensor:
-    """1x3xHxW in 0..1 -> 1x3xSIZExSIZE, ImageNet-normalised (BiRefNet's own transform)."""
-    return normalise(shrink(image, size))
-
-
 def final_logits(outputs: object, batch: int = 1) -> torch.Tensor:
     """BiRefNet returns its multi-scale predictions as a list; the last is full resolution."""
     logits = outputs[-1] if isinstance(outputs, list | tuple) and outputs else outputs
@@ -174,11 +169,6 @@ def grow(probs: torch.Tensor, height: int, width: int) -> torch.Tensor:
         probs.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True
     )
     return resized[:, 0].clamp(0, 1)
-
-
-def postprocess(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bx1xhxw logits -> BxHxW probabilities in 0..1 at the images' own size."""
-    return grow(torch.sigmoid(logits.float()), height, width)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,26 @@ def layout_box(
     return (canvas_width - out_w) // 2, (canvas_height - out_h) // 2, out_w, out_h
 
 
+def shadow_window(
+    x: int, y: int, width: int, height: int, canvas_height: int, canvas_width: int
+) -> tuple[float, int, tuple[int, int, int, int]]:
+    """(blur, drop, window (x0, y0, x1, y1)) of the contact shadow of a subject placed at
+    (x, y, width, height): the window holds the subject and everything its shadow reaches.
+
+    Pure arithmetic, shared with the numpy reference.
+    """
+    blur = max(2.0, SHADOW_BLUR_OF_WIDTH * width)
+    drop = max(1, round(SHADOW_DROP_OF_HEIGHT * height))
+    margin = math.ceil(2.0 * blur) + drop + 1  # 4 sigma of the blur, plus the drop
+    window = (
+        max(0, x - margin),
+        max(0, y - margin),
+        min(canvas_width, x + width + margin),
+        min(canvas_height, y + height + margin),
+    )
+    return blur, drop, window
+
+
 def _shadow_under(
     out: Tensor, alpha: Tensor, x: int, y: int, width: int, height: int
 ) -> tuple[int, int, int, int]:
@@ -40,12 +60,7 @@ def _shadow_under(
 
     Returns the window (x0, y0, x1, y1) outside which the canvas is untouched.
     """
-    blur = max(2.0, SHADOW_BLUR_OF_WIDTH * width)
-    drop = max(1, round(SHADOW_DROP_OF_HEIGHT * height))
-    margin = math.ceil(2.0 * blur) + drop + 1  # 4 sigma of the blur, plus the drop
-    canvas_h, canvas_w = out.shape[:2]
-    wx0, wy0 = max(0, x - margin), max(0, y - margin)
-    wx1, wy1 = min(canvas_w, x + width + margin), min(canvas_h, y + height + margin)
+    blur, drop, (wx0, wy0, wx1, wy1) = shadow_window(x, y, width, height, *out.shape[:2])
     # The shadow of the window around the placed subject, without building that window. Only
     # the strip of rows it reaches is darkened: numpy multiplies the rest by exactly 1.0.
     strip = contact_shadow_strip(
