@@ -11,10 +11,30 @@ from typing import Any
 from api_stub import signing
 from api_stub.auth import NewUser
 from api_stub.db import Database
+from api_stub.dispatcher import Dispatcher
+from api_stub.services import make_runpod, make_storage
+from api_stub.settings import ApiSettings
 from api_stub.testing.fake_runpod import sign_callback
 
 MASTER = "m" * 48
 JOB = {"type": "bg_remove", "params": {"halo": 3}, "inputs": [{"url": "https://img.example/a.png"}]}
+
+
+def build_dispatcher(db: Database, settings: ApiSettings, **extra: Any) -> Dispatcher:
+    """A Dispatcher on `db` with the settings' own Runpod client and storage."""
+    return Dispatcher(
+        db=db,
+        runpod=make_runpod(settings),
+        storage=make_storage(settings),
+        settings=settings,
+        master_key=MASTER,
+        **extra,
+    )
+
+
+def close_dispatcher(dispatcher: Dispatcher) -> None:
+    dispatcher.close()
+    dispatcher.runpod.close()
 
 
 def auth(user: NewUser) -> dict[str, str]:

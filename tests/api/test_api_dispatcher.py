@@ -13,7 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from api_helpers import MASTER, balance, job_row, ledger, make_jobs, statuses, wait_until
+from api_helpers import (
+    MASTER,
+    balance,
+    build_dispatcher,
+    close_dispatcher,
+    job_row,
+    ledger,
+    make_jobs,
+    statuses,
+    wait_until,
+)
 
 from api_stub import jobqueue, jobs, signing
 from api_stub.auth import NewUser, create_user
@@ -37,22 +47,13 @@ def dispatcher_for(
     def build(clock: Callable[[], float] = time.time, **overrides: object) -> Dispatcher:
         values = {"runpod_endpoint_url": fake.url, "runpod_api_key": "rp-test-key", **overrides}
         settings = make_settings(**values)
-        dispatcher = Dispatcher(
-            db=db,
-            runpod=make_runpod(settings),
-            storage=make_storage(settings),
-            settings=settings,
-            master_key=MASTER,
-            owner=f"d{len(made)}",
-            clock=clock,
-        )
+        dispatcher = build_dispatcher(db, settings, owner=f"d{len(made)}", clock=clock)
         made.append(dispatcher)
         return dispatcher
 
     yield build
     for dispatcher in made:
-        dispatcher.close()
-        dispatcher.runpod.close()
+        close_dispatcher(dispatcher)
 
 
 def test_dispatch_sends_a_valid_payload_and_marks_running(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import MASTER, job_row, make_jobs
+from api_helpers import MASTER, build_dispatcher, close_dispatcher, job_row, make_jobs
 
 from api_stub import jobqueue, jobs
 from api_stub.auth import NewUser
@@ -70,19 +70,11 @@ def _messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
 @contextmanager
 def _dispatcher(db: Database, settings: ApiSettings, **extra: Any) -> Iterator[Dispatcher]:
     """A Dispatcher on `db` with the settings' own Runpod client, closed afterwards."""
-    dispatcher = Dispatcher(
-        db=db,
-        runpod=make_runpod(settings),
-        storage=make_storage(settings),
-        settings=settings,
-        master_key=MASTER,
-        **extra,
-    )
+    dispatcher = build_dispatcher(db, settings, **extra)
     try:
         yield dispatcher
     finally:
-        dispatcher.close()
-        dispatcher.runpod.close()
+        close_dispatcher(dispatcher)
 
 
 def _stopped() -> threading.Event:
