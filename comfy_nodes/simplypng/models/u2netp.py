@@ -2,7 +2,7 @@
 
 Both runtimes read the same checksummed bytes. Which one runs is chosen per device, by
 measurement (README "Segmenters", scripts/bench_segmenters.py): onnxruntime on the CPU, where a
-whole predict took 254 ms against torch's 301 ms on 2 cores; torch on CUDA, where the weights are
+whole predict took 236-280 ms against torch's 282-301 ms on 2 cores; torch on CUDA, where the weights are
 loaded into our own copy of the architecture (u2netp_arch.py) so that the masks stay on the
 GPU, batches run as one pass, half precision applies, and the image needs no second CUDA
 runtime. SIMPLYPNG_U2NETP_RUNTIME=torch|onnxruntime overrides the choice.
